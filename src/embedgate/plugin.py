@@ -1,0 +1,126 @@
+"""The embedgate pytest plugin: options, markers, the server and client fixtures, the summary.
+
+Hooks and thin fixtures only; the work is in settings.py, launcher.py, server.py and client.py.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from typing import Iterator
+
+import pytest
+
+from embedgate.client import EmbeddingClient
+from embedgate.launcher import build_server, missing_path_hint
+from embedgate.model_profiles import ModelProfile, ProfileError, load_profile
+from embedgate.run import RUN_KEY, RunState, get_run
+from embedgate.server import ServerInfo, ServerStartError, process_tree, stop_all
+from embedgate.settings import OPTIONS, Settings, SettingsError, from_environment
+
+MARKERS = {
+    "quality": "quality(dataset=None): embedding quality against profile thresholds",
+    "api": "api: OpenAI embeddings API contract and invariance checks",
+    "perf": "perf: latency, throughput and memory benchmarks (pytest-benchmark)",
+}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("embedgate", "embedgate: embedding-server conformance")
+    for spec in OPTIONS:
+        group.addoption(spec.flag, dest=f"embedgate_{spec.dest}", default=None,
+                        metavar=spec.metavar, help=spec.help_text,
+                        action="append" if spec.repeatable else "store")
+
+
+def _on_sigterm(signum, frame) -> None:
+    """A CI runner cancelling the job sends SIGTERM: stop the servers, then die as asked."""
+    stop_all()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for marker in MARKERS.values():
+        config.addinivalue_line("markers", marker)
+    cli = {spec.dest: config.getoption(f"embedgate_{spec.dest}") for spec in OPTIONS}
+    try:
+        settings = from_environment(cli, config.rootpath)
+    except SettingsError as exc:
+        raise pytest.UsageError(f"embedgate: {exc}") from None
+    config.stash[RUN_KEY] = RunState(settings)
+    if (threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL):
+        signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    stop_all()
+
+
+def pytest_internalerror(excrepr, excinfo) -> None:
+    stop_all()
+
+
+@pytest.fixture(scope="session")
+def embedgate_settings(pytestconfig: pytest.Config) -> Settings:
+    """The resolved kit options (command line > env > [tool.embedgate] > default)."""
+    return get_run(pytestconfig).settings
+
+
+@pytest.fixture(scope="session")
+def model_profile(pytestconfig: pytest.Config, embedgate_settings: Settings) -> ModelProfile:
+    """The model profile: thresholds, pooling, limits, Matryoshka dims, prompts."""
+    try:
+        profile = load_profile(embedgate_settings.profile)
+    except ProfileError as exc:
+        pytest.fail(f"embedgate: {exc}", pytrace=False)
+    get_run(pytestconfig).profile = profile
+    return profile
+
+
+@pytest.fixture(scope="session")
+def embedding_server(pytestconfig: pytest.Config, embedgate_settings: Settings,
+                     model_profile: ModelProfile) -> Iterator[ServerInfo]:
+    """The server under test, started once per session and always torn down.
+
+    A start failure is raised once and pytest reuses it: every test that needs the server
+    errors with the same message, and nothing waits again.
+    """
+    run = get_run(pytestconfig)
+    try:
+        server = build_server(embedgate_settings, model_profile)
+    except (ProfileError, ValueError) as exc:
+        run.server_error = str(exc)
+        pytest.fail(f"embedgate: {exc}", pytrace=False)
+    try:
+        info = server.start()
+    except ServerStartError as exc:
+        run.server_error = str(exc) + missing_path_hint(server.info.model)
+        pytest.fail(run.server_error, pytrace=False)
+    run.server = info
+    try:
+        yield info
+    finally:
+        server.stop()
+        if info.backend != "external" and info.pid:
+            run.leftover_pids = [p.pid for p in process_tree(info.pid)]
+
+
+@pytest.fixture
+def embedding_client(embedding_server: ServerInfo,
+                     embedgate_settings: Settings) -> Iterator[EmbeddingClient]:
+    """A fresh client per test, bound to the served model name."""
+    with EmbeddingClient(embedding_server.base_url, embedding_server.served_name,
+                         api_key=embedgate_settings.api_key) as client:
+        yield client
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
+    run = config.stash.get(RUN_KEY, None)
+    if run is None or (run.server is None and run.server_error is None):
+        return
+    terminalreporter.section("embedgate")
+    for line in run.summary_lines():
+        terminalreporter.write_line(line)
