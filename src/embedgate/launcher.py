@@ -22,7 +22,7 @@ def resolve_model(settings: Settings, profile: ModelProfile) -> str:
     if settings.model:
         return str(Path(settings.model).expanduser()) if looks_like_path(settings.model) \
             else settings.model
-    local = profile.local_model_path(settings.cache_dir / "models")
+    local = profile.local_model_path(settings.cache_dir)
     if local:
         return local
     if profile.hf_id:

@@ -89,6 +89,10 @@ def embedding_server(pytestconfig: pytest.Config, embedgate_settings: Settings,
     errors with the same message, and nothing waits again.
     """
     run = get_run(pytestconfig)
+    sources = embedgate_settings.sources
+    if sources.get("model") != "default" and sources.get("profile") == "default":
+        run.notes.append(f"warning: --model given without --profile: checks use the facts and "
+                         f"thresholds of the default profile {model_profile.name!r}")
     try:
         server = build_server(embedgate_settings, model_profile)
     except (ProfileError, ValueError) as exc:
