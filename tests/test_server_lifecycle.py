@@ -13,7 +13,8 @@ import httpx
 import psutil
 import pytest
 
-from embedgate.server import EmbeddingServer, ServerInfo, ServerStartError, free_port
+from embedgate.server import (EmbeddingServer, ExternalServer, ServerInfo, ServerStartError,
+                              free_port)
 
 STUB = textwrap.dedent("""
     import json, sys
@@ -124,3 +125,29 @@ def test_server_log_redacts_api_key(tmp_path):
         server.start()
     assert "sk-very-secret" not in str(exc.value)
     assert "sk-very-secret" not in (tmp_path / "server.log").read_text()
+
+
+def test_external_server_unreachable_fails_at_timeout_naming_url(tmp_path):
+    url = f"http://127.0.0.1:{free_port()}"
+    info = ServerInfo(backend="external", base_url=url, served_name="m", model="m")
+    with pytest.raises(ServerStartError, match=r"external server at .* timed out after 1 s "
+                                               r"\(last probe: ConnectError\)") as exc:
+        ExternalServer(info, startup_timeout=1).start()
+    assert url in str(exc.value)
+
+
+def test_external_server_ready_without_health_endpoint_when_models_lists_name(tmp_path):
+    port = free_port()
+    script = tmp_path / "stub.py"
+    script.write_text(STUB.replace('"/health": {}, ', ""))  # a server with no /health at all
+    stub = subprocess.Popen([sys.executable, str(script), "m", str(port)])
+    try:
+        url = f"http://127.0.0.1:{port}"
+        info = ServerInfo(backend="external", base_url=url, served_name="m", model="m")
+        assert ExternalServer(info, startup_timeout=10).start().startup_s == 0.0
+        wrong = ServerInfo(backend="external", base_url=url, served_name="x", model="x")
+        with pytest.raises(ServerStartError, match=r"lists \['m'\], not 'x'"):
+            ExternalServer(wrong, startup_timeout=1).start()
+    finally:
+        stub.kill()
+        stub.wait()

@@ -82,6 +82,27 @@ def tree_rss_bytes(pid: int) -> int:
     return total
 
 
+def probe_ready(client: httpx.Client, base_url: str, served_name: str, *,
+                health_optional: bool = False) -> str | None:
+    """None when the server is ready, else what is missing (kept for the timeout message).
+
+    health_optional: some OpenAI-compatible servers have no /health; /v1/models decides then.
+    """
+    try:
+        health = client.get(base_url + "/health")
+        if health.status_code != 200 and not (health_optional and health.status_code == 404):
+            return f"GET /health -> {health.status_code}"
+        models = client.get(base_url + "/v1/models")
+        if models.status_code != 200:
+            return f"GET /v1/models -> {models.status_code}"
+        ids = [m.get("id") for m in models.json().get("data", [])]
+    except httpx.HTTPError as exc:
+        return type(exc).__name__
+    except (ValueError, AttributeError):
+        return "GET /v1/models did not return an OpenAI model list"
+    return None if served_name in ids else f"/v1/models lists {ids}, not {served_name!r}"
+
+
 @dataclass
 class ServerInfo:
     """What tests and reports may know about the server under test (never the API key)."""
@@ -158,19 +179,6 @@ class EmbeddingServer:
         self.info.rss_at_ready_bytes = tree_rss_bytes(self.proc.pid)
         return self.info
 
-    def _probe(self, client: httpx.Client) -> str | None:
-        """None when ready, else what is missing (kept for the timeout message)."""
-        health = client.get(self.info.base_url + "/health")
-        if health.status_code != 200:
-            return f"GET /health -> {health.status_code}"
-        models = client.get(self.info.base_url + "/v1/models")
-        if models.status_code != 200:
-            return f"GET /v1/models -> {models.status_code}"
-        ids = [m.get("id") for m in models.json().get("data", [])]
-        if self.info.served_name not in ids:
-            return f"/v1/models lists {ids}, not {self.info.served_name!r}"
-        return None
-
     def _wait_ready(self, t0: float) -> None:
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         last = "no answer yet"
@@ -181,14 +189,9 @@ class EmbeddingServer:
                     raise ServerStartError(self._failure(
                         f"exited with code {code} after {time.monotonic() - t0:.1f} s "
                         f"before it was ready"))
-                try:
-                    last = self._probe(client)
-                    if last is None:
-                        return
-                except httpx.HTTPError as exc:
-                    last = f"{type(exc).__name__}"
-                except ValueError:
-                    last = "GET /v1/models returned non-JSON"
+                last = probe_ready(client, self.info.base_url, self.info.served_name)
+                if last is None:
+                    return
                 if time.monotonic() - t0 > self.startup_timeout:
                     raise ServerStartError(self._failure(
                         f"timed out after {self.startup_timeout:g} s waiting to be ready "
@@ -270,21 +273,11 @@ class ExternalServer:
         last = "no answer yet"
         with httpx.Client(timeout=5.0, headers=headers) as client:
             while time.monotonic() - t0 <= self.startup_timeout:
-                try:
-                    health = client.get(self.info.base_url + "/health")
-                    # Some OpenAI-compatible servers have no /health; /v1/models decides then.
-                    if health.status_code in (200, 404):
-                        models = client.get(self.info.base_url + "/v1/models")
-                        models.raise_for_status()
-                        ids = [m.get("id") for m in models.json().get("data", [])]
-                        if self.info.served_name in ids:
-                            self.info.startup_s = 0.0
-                            return self.info
-                        last = f"/v1/models lists {ids}, not {self.info.served_name!r}"
-                    else:
-                        last = f"GET /health -> {health.status_code}"
-                except (httpx.HTTPError, ValueError) as exc:
-                    last = f"{type(exc).__name__}: {exc}"
+                last = probe_ready(client, self.info.base_url, self.info.served_name,
+                                   health_optional=True)
+                if last is None:
+                    self.info.startup_s = 0.0
+                    return self.info
                 time.sleep(POLL_INTERVAL_S)
         raise ServerStartError(redact(
             f"external server at {self.info.base_url} was not ready: timed out after "
