@@ -57,7 +57,8 @@ def test_server_ready_then_stopped(tmp_path):
         assert info.startup_s is not None and info.startup_s < 10
         assert info.rss_at_ready_bytes > 0 and info.pid in info.pids()
         pid = info.pid
-    assert gone(pid)
+        assert server.survivors() == [pid]  # seen at ready, still running
+    assert gone(pid) and server.survivors() == []
 
 
 def test_server_early_exit_fails_at_once_with_code_and_log_tail(tmp_path):
@@ -115,6 +116,7 @@ def test_server_stop_kills_children_that_ignore_sigterm(tmp_path):
     t0 = time.monotonic()
     server.stop()
     assert all(gone(p) for p in tree)
+    assert server.survivors() == []
     assert time.monotonic() - t0 < 3 * server.term_grace
 
 

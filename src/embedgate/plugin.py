@@ -16,7 +16,7 @@ from embedgate.client import EmbeddingClient
 from embedgate.launcher import build_server, missing_path_hint
 from embedgate.model_profiles import ModelProfile, ProfileError, load_profile
 from embedgate.run import RUN_KEY, RunState, get_run
-from embedgate.server import ServerInfo, ServerStartError, process_tree, stop_all
+from embedgate.server import ServerInfo, ServerStartError, stop_all
 from embedgate.settings import OPTIONS, Settings, SettingsError, from_environment
 
 MARKERS = {
@@ -108,8 +108,8 @@ def embedding_server(pytestconfig: pytest.Config, embedgate_settings: Settings,
         yield info
     finally:
         server.stop()
-        if info.backend != "external" and info.pid:
-            run.leftover_pids = [p.pid for p in process_tree(info.pid)]
+        if info.backend != "external":
+            run.leftover_pids = server.survivors()
 
 
 @pytest.fixture

@@ -228,7 +228,7 @@ class EmbeddingServer:
                 proc.wait(timeout=self.term_grace)
             except subprocess.TimeoutExpired:
                 pass
-            survivors = [p for p in self._known.values() if _alive(p)]
+            survivors = [self._known[pid] for pid in self.survivors()]
             for p in survivors:  # a worker that left the group (setsid) still goes
                 try:
                     p.kill()
@@ -237,6 +237,10 @@ class EmbeddingServer:
             psutil.wait_procs(survivors, timeout=self.term_grace)
         with _LIVE_LOCK:
             _LIVE.discard(self)
+
+    def survivors(self) -> list[int]:
+        """PIDs of every process this server was seen to have that is still running."""
+        return [pid for pid, proc in self._known.items() if _alive(proc)]
 
     @staticmethod
     def _signal_group(pgid: int, sig: int) -> None:
@@ -286,6 +290,9 @@ class ExternalServer:
 
     def stop(self) -> None:
         return None
+
+    def survivors(self) -> list[int]:
+        return []
 
 
 def stop_all() -> None:
