@@ -126,8 +126,10 @@ def test_vllm_env_keeps_caches_in_kit_dir_and_key_off_the_command_line():
 
 def test_env_offline_only_for_local_models(tmp_path):
     local = spec(model=str(tmp_path))
+    missing = spec(model=str(tmp_path / "not-there"))  # a typo'd path must not go to the hub
     hub = spec(model="BAAI/bge-m3")
     assert VLLMBackend().env(local)["HF_HUB_OFFLINE"] == "1"
+    assert VLLMBackend().env(missing)["HF_HUB_OFFLINE"] == "1"
     assert "HF_HUB_OFFLINE" not in VLLMBackend().env(hub)
 
 

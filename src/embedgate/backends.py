@@ -34,6 +34,11 @@ def server_tmpdir(cache_dir: Path) -> Path:
     return Path(tempfile.gettempdir()) / f"embedgate-{digest}"
 
 
+def looks_like_path(model: str) -> bool:
+    """A hub id is `org/name`; anything rooted, relative or existing is a local path."""
+    return model.startswith(("/", "./", "../", "~")) or Path(model).expanduser().exists()
+
+
 @dataclass(frozen=True)
 class LaunchSpec:
     """What to serve and where: the inputs every backend's command line is built from."""
@@ -49,7 +54,8 @@ class LaunchSpec:
 
     @property
     def local_model(self) -> bool:
-        return Path(self.model).expanduser().exists()
+        """Local paths run with the hub off, so a missing path fails fast instead of fetching."""
+        return looks_like_path(self.model)
 
 
 def _dist_version(*names: str) -> str | None:

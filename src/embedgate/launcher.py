@@ -5,16 +5,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from embedgate.backends import BACKENDS, LaunchSpec, pick_backend
+from embedgate.backends import BACKENDS, LaunchSpec, looks_like_path, pick_backend
 from embedgate.gpu import cuda_visible
 from embedgate.model_profiles import ModelProfile
 from embedgate.server import EmbeddingServer, ExternalServer, ServerInfo, free_port
 from embedgate.settings import Settings
-
-
-def looks_like_path(model: str) -> bool:
-    """A hub id is `org/name`; anything rooted, relative or existing is a local path."""
-    return model.startswith(("/", "./", "../", "~")) or Path(model).expanduser().exists()
 
 
 def resolve_model(settings: Settings, profile: ModelProfile) -> str:
@@ -45,8 +40,6 @@ def build_server(settings: Settings, profile: ModelProfile) -> EmbeddingServer |
                       api_key=settings.api_key,
                       cuda=backend_name == "sglang" or cuda_visible())
     env = backend.env(spec)
-    if looks_like_path(model):
-        env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     for path in backend.cache_dirs(spec):
         path.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
