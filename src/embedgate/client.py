@@ -29,6 +29,11 @@ class EmbeddingResponseError(RuntimeError):
     """A 200 answer that does not hold what was asked for (count, indices, shape, values)."""
 
 
+def auth_headers(api_key: str | None) -> dict[str, str]:
+    """The bearer header for an API key, or none; the one place a key becomes a header."""
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
 def decode_base64_embedding(data: str) -> np.ndarray:
     """OpenAI base64 embeddings are little-endian float32 bytes."""
     return np.frombuffer(base64.b64decode(data), dtype="<f4").astype(np.float32)
@@ -51,9 +56,8 @@ class EmbeddingClient:
         self.model = model
         self.batch_size = batch_size
         self.concurrency = concurrency
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.Client(
-            base_url=self.base_url, headers=headers, timeout=timeout,
+            base_url=self.base_url, headers=auth_headers(api_key), timeout=timeout,
             limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
             transport=transport)
 

@@ -25,6 +25,7 @@ import httpx
 import psutil
 
 from embedgate.backends import redact
+from embedgate.client import auth_headers
 
 LOG_TAIL_LINES = 50
 TERM_GRACE_S = 10.0
@@ -180,9 +181,8 @@ class EmbeddingServer:
         return self.info
 
     def _wait_ready(self, t0: float) -> None:
-        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         last = "no answer yet"
-        with httpx.Client(timeout=5.0, headers=headers) as client:
+        with httpx.Client(timeout=5.0, headers=auth_headers(self.api_key)) as client:
             while True:
                 code = self.proc.poll()
                 if code is not None:
@@ -272,10 +272,9 @@ class ExternalServer:
         self.stop()
 
     def start(self) -> ServerInfo:
-        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         t0 = time.monotonic()
         last = "no answer yet"
-        with httpx.Client(timeout=5.0, headers=headers) as client:
+        with httpx.Client(timeout=5.0, headers=auth_headers(self.api_key)) as client:
             while time.monotonic() - t0 <= self.startup_timeout:
                 last = probe_ready(client, self.info.base_url, self.info.served_name,
                                    health_optional=True)
