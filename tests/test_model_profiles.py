@@ -71,6 +71,6 @@ def test_profile_malformed_is_refused_with_file_and_field(tmp_path, body, match)
 
 def test_profile_missing_threshold_is_an_error_not_a_pass():
     p = load_profile("all-minilm-l6-v2")
-    assert p.threshold("sts_en_spearman") > 0
+    assert p.threshold("sts_en") > 0
     with pytest.raises(ProfileError, match="no \\[thresholds\\] nope"):
         p.threshold("nope")

@@ -179,16 +179,3 @@ def test_session_external_backend_launches_nothing(tmp_path):
         assert "backend: external" in result.stdout
         assert not (tmp_path / "reports" / "logs").exists()
         assert psutil.pid_exists(info.pid)  # the kit did not stop a server it does not own
-
-
-@needs_vllm
-def test_session_quality_fails_readably_on_the_random_tiny_qwen3(tmp_path):
-    """A check that cannot fail is a defect: random decoder weights must miss the STS threshold."""
-    suite = Path(__file__).resolve().parents[1] / "tests_quality" / "test_sts.py"
-    result = run_pytest(tmp_path, str(suite), "-m", "quality", "--backend", "vllm",
-                        "--profile", "tiny-qwen3", timeout=420)
-    out = result.stdout
-    assert result.returncode == 1, out[-3000:]
-    assert "1 failed" in out
-    assert "sts_en: Spearman" in out and "is below the threshold 0.7 of profile 'tiny-qwen3'" in out
-    assert "served as 'tiny-qwen3-embedding'" in out

@@ -20,6 +20,11 @@ else:  # pragma: no cover
 
 POOLINGS = ("mean", "cls", "last")
 DTYPES = ("float32", "float16", "bfloat16")
+# [api]: how the server must answer (tests_api/). tolerance bounds 1 - cosine between answers
+# that must agree; by default it follows the dtype, as vLLM's own tests do.
+DTYPE_TOLERANCE = {"float32": 1e-5, "float16": 1e-2, "bfloat16": 1e-2}
+OVER_LIMIT = ("reject", "truncate", "either")
+API_DEFAULTS: dict[str, Any] = {"token_ids": True, "over_limit": "reject"}
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
 
@@ -55,6 +60,7 @@ class ModelProfile:
     instructions: dict[str, str] = field(default_factory=dict)
     server: dict[str, Any] = field(default_factory=dict)
     thresholds: dict[str, float] = field(default_factory=dict)
+    api: dict[str, Any] = field(default_factory=dict)
 
     def threshold(self, key: str) -> float:
         """The profile's pass mark for `key`; a missing one is a profile error, not a silent pass."""
@@ -63,6 +69,12 @@ class ModelProfile:
         except KeyError:
             raise ProfileError(f"{self.path}: no [thresholds] {key} for profile {self.name!r}; "
                                f"it has {sorted(self.thresholds)}") from None
+
+    def api_setting(self, key: str) -> Any:
+        """An [api] fact: token_ids, over_limit or tolerance (default: by dtype)."""
+        if key == "tolerance":
+            return float(self.api.get("tolerance", DTYPE_TOLERANCE[self.dtype]))
+        return self.api.get(key, API_DEFAULTS[key])
 
     def format_query(self, text: str, task: str = "") -> str:
         template = self.instructions.get("query", "")
@@ -110,6 +122,22 @@ def _check(data: dict[str, Any], path: Path) -> None:
     for key, template in data.get("instructions", {}).items():
         if template and "{text}" not in template:
             raise ProfileError(f"{path}: instructions.{key} must contain {{text}}: {template!r}")
+    _check_api(data.get("api", {}), path)
+
+
+def _check_api(api: dict[str, Any], path: Path) -> None:
+    unknown = sorted(set(api) - {*API_DEFAULTS, "tolerance"})
+    if unknown:
+        raise ProfileError(f"{path}: unknown [api] key(s) {unknown}; known: "
+                           f"{sorted({*API_DEFAULTS, 'tolerance'})}")
+    if not isinstance(api.get("token_ids", True), bool):
+        raise ProfileError(f"{path}: [api] token_ids must be true or false")
+    if api.get("over_limit", "reject") not in OVER_LIMIT:
+        raise ProfileError(f"{path}: [api] over_limit {api['over_limit']!r} is not one of "
+                           f"{OVER_LIMIT}")
+    tol = api.get("tolerance", 1e-5)
+    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 < tol < 1:
+        raise ProfileError(f"{path}: [api] tolerance {tol!r} must be a number in (0, 1)")
 
 
 def load_profile(name_or_path: str | Path) -> ModelProfile:

@@ -15,9 +15,15 @@ import pytest
 from embedgate.client import EmbeddingClient
 from embedgate.launcher import build_server, missing_path_hint
 from embedgate.model_profiles import ModelProfile, ProfileError, load_profile
+from embedgate.quality import CachingEncoder, TaskResult, evaluate_task
+from embedgate.report.quality_json import quality_document, write_quality_json
+from embedgate.report.quality_table import quality_table
 from embedgate.run import RUN_KEY, RunState, get_run
 from embedgate.server import ServerInfo, ServerStartError, stop_all
 from embedgate.settings import OPTIONS, Settings, SettingsError, from_environment
+from embedgate.tasks import TaskError, TaskSpec, all_tasks
+
+PROGRESS_MIN_TEXTS = 1000  # smaller sets encode in seconds: no progress lines
 
 MARKERS = {
     "quality": "quality(dataset=None): embedding quality against profile thresholds",
@@ -49,10 +55,23 @@ def pytest_configure(config: pytest.Config) -> None:
         settings = from_environment(cli, config.rootpath)
     except SettingsError as exc:
         raise pytest.UsageError(f"embedgate: {exc}") from None
-    config.stash[RUN_KEY] = RunState(settings)
+    base = (config.invocation_params.dir if settings.sources.get("datasets") == "--dataset"
+            else config.rootpath)
+    try:
+        tasks = all_tasks(settings.datasets, base)
+    except (TaskError, ValueError) as exc:
+        raise pytest.UsageError(f"embedgate: {exc}") from None
+    config.stash[RUN_KEY] = RunState(settings, tasks=tasks)
     if (threading.current_thread() is threading.main_thread()
             and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL):
         signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """One quality test per task (built-in fixtures and the user's datasets), id = task name."""
+    if "quality_task" in metafunc.fixturenames:
+        tasks = get_run(metafunc.config).tasks
+        metafunc.parametrize("quality_task", tasks, ids=[t.name for t in tasks])
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -121,10 +140,62 @@ def embedding_client(embedding_server: ServerInfo,
         yield client
 
 
+def _progress_writer(config: pytest.Config):
+    """Progress lines for large sets, written past pytest's output capture."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None or capture is None:
+        return None
+
+    def progress(label: str, done: int, total: int) -> None:
+        if total >= PROGRESS_MIN_TEXTS:
+            with capture.global_and_fixture_disabled():
+                reporter.write_line(f"embedgate: encoding {label}: {done}/{total} texts "
+                                    f"({100 * done // total}%)")
+    return progress
+
+
+@pytest.fixture(scope="session")
+def quality_encoder(pytestconfig: pytest.Config, embedding_server: ServerInfo,
+                    embedgate_settings: Settings) -> Iterator[CachingEncoder]:
+    """Encodes through the server once per distinct text for the whole session."""
+    with EmbeddingClient(embedding_server.base_url, embedding_server.served_name,
+                         api_key=embedgate_settings.api_key) as client:
+        yield CachingEncoder(client.embed, progress=_progress_writer(pytestconfig))
+
+
+@pytest.fixture(scope="session")
+def quality_evaluator(pytestconfig: pytest.Config, quality_encoder: CachingEncoder,
+                      model_profile: ModelProfile, embedgate_settings: Settings):
+    """evaluate(task) -> TaskResult, recorded for quality.json and the summary table."""
+    run = get_run(pytestconfig)
+
+    def evaluate(task: TaskSpec) -> TaskResult:
+        result = evaluate_task(task, quality_encoder, model_profile,
+                               instructions=embedgate_settings.instructions,
+                               n_resamples=embedgate_settings.bootstrap_resamples)
+        run.quality_results.append(result)
+        return result
+    return evaluate
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:
+    run = session.config.stash.get(RUN_KEY, None)
+    if run is None or not run.quality_results:
+        return
+    path = run.settings.reports_dir / "quality.json"
+    write_quality_json(path, quality_document(run.quality_results, run=run.describe()))
+    run.notes.append(f"quality report: {path}")
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
     run = config.stash.get(RUN_KEY, None)
     if run is None or (run.server is None and run.server_error is None):
         return
+    if run.quality_results:
+        terminalreporter.section("embedgate quality")
+        for line in quality_table(run.quality_results):
+            terminalreporter.write_line(line)
     terminalreporter.section("embedgate")
     for line in run.summary_lines():
         terminalreporter.write_line(line)

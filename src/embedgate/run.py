@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -19,6 +20,23 @@ class RunState:
     server_error: str | None = None
     leftover_pids: list[int] | None = None
     notes: list[str] = field(default_factory=list)
+    tasks: list[Any] = field(default_factory=list)
+    quality_results: list[Any] = field(default_factory=list)
+
+    def describe(self) -> dict[str, Any]:
+        """Who was measured, for reports: model, profile, backend, server version; no secrets."""
+        s, info = self.settings, self.server
+        return {
+            "model": info.model if info else s.model,
+            "served_name": info.served_name if info else None,
+            "profile": self.profile.name if self.profile else s.profile,
+            "backend": info.backend if info else s.backend,
+            "server_version": info.version if info else None,
+            "instructions": s.instructions,
+            "bootstrap_resamples": s.bootstrap_resamples,
+            "dimension": self.profile.embedding_dim if self.profile else None,
+            "max_tokens": self.profile.max_tokens if self.profile else None,
+        }
 
     def summary_lines(self) -> list[str]:
         s = self.settings

@@ -46,6 +46,33 @@ def _url(value: str) -> str:
     return value.rstrip("/")
 
 
+def _datasets(value: Any) -> tuple[Any, ...]:
+    """Dataset entries: config tables, or key=value strings (command line; env: `;`-separated).
+    They are checked in tasks.parse_entry, which knows the keys."""
+    if isinstance(value, str):
+        return tuple(e.strip() for e in value.split(";") if e.strip())
+    if isinstance(value, dict):
+        return (value,)
+    return tuple(value)
+
+
+def _on_off(value: str | bool) -> bool:
+    if isinstance(value, bool):
+        return value
+    if value.lower() in ("on", "true", "1", "yes"):
+        return True
+    if value.lower() in ("off", "false", "0", "no"):
+        return False
+    raise ValueError("must be on or off")
+
+
+def _resamples(value: str | int) -> int:
+    n = int(value)
+    if n < 100:
+        raise ValueError("must be at least 100")
+    return n
+
+
 def _args(value: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     if isinstance(value, str):
         return tuple(shlex.split(value))
@@ -97,6 +124,19 @@ OPTIONS: tuple[OptionSpec, ...] = (
                "Seconds a launched server may take to become ready.", metavar="S"),
     OptionSpec("--reports-dir", "reports_dir", Path, Path("reports"),
                "Directory for reports and server logs.", metavar="DIR"),
+    OptionSpec("--dataset", "datasets", _datasets, (),
+               "Add a quality dataset, repeatable: \"name=N task=sts|pair_classification|"
+               "retrieval path=P [format=tsv|csv|jsonl|json|parquet|hf_disk|stsb|xnli|beir|"
+               "code_pairs] [columns=sentence1,sentence2,score] [label_map=a:1,b:0,c:drop] "
+               "[filter=language:de] [split=S] [threshold=X] [instruction=...]\"; in "
+               "pyproject one [[tool.embedgate.datasets]] table per dataset.",
+               metavar="ENTRY", repeatable=True),
+    OptionSpec("--instructions", "instructions", _on_off, True,
+               "on: format texts with the profile's instruction templates and each task's "
+               "description; off: send texts bare.", metavar="{on,off}"),
+    OptionSpec("--bootstrap-resamples", "bootstrap_resamples", _resamples, 1000,
+               "Resamples for the 95 percent bootstrap confidence intervals (seed 0).",
+               metavar="N"),
     OptionSpec("--cache-dir", "cache_dir", Path, Path(".embedgate_cache"),
                "Directory for the kit's caches, temp files and built models (never $HOME).",
                metavar="DIR"),
@@ -115,6 +155,9 @@ class Settings:
     startup_timeout: float = 300.0
     reports_dir: Path = Path("reports")
     cache_dir: Path = Path(".embedgate_cache")
+    datasets: tuple[Any, ...] = ()
+    instructions: bool = True
+    bootstrap_resamples: int = 1000
     api_key: str | None = field(default=None, repr=False)
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
