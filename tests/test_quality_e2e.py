@@ -21,9 +21,23 @@ XNLI_LANGS = ("en", "zh", "ar")
 
 
 @needs_vllm
-def test_quality_random_tiny_qwen3_fails_readably(tmp_path):
-    result = run_pytest(tmp_path, str(SUITE), "-m", "quality", "--backend", "vllm",
-                        "--profile", "tiny-qwen3", timeout=600)
+def test_quality_embedded_default_passes_and_writes_the_report(quality_run):
+    result, reports = quality_run("all-minilm-l6-v2")
+    out = result.stdout
+    assert result.returncode == 0, out[-3000:]
+    table = out[out.index("embedgate quality"):]
+    assert table.count("PASS") == 20 and "FAIL" not in table
+    report = json.loads((reports / "quality.json").read_text())
+    assert report["backend"] == "vllm" and report["server_version"].startswith("vllm")
+    for name, entry in report["datasets"].items():
+        assert entry["passed"] is True and entry["ci"]["low"] <= entry["score"], name
+        assert len(entry["items"]["ids"]) == entry["n"] and len(entry["dataset"]["sha256"]) == 64
+    assert report["datasets"]["code_search"]["baseline_bm25"]["ndcg_at_10"] > 0
+
+
+@needs_vllm
+def test_quality_random_tiny_qwen3_fails_readably(quality_run):
+    result, reports = quality_run("tiny-qwen3")
     out = result.stdout
     assert result.returncode == 1, out[-3000:]
     assert "served as 'tiny-qwen3-embedding'" in out
@@ -33,7 +47,7 @@ def test_quality_random_tiny_qwen3_fails_readably(tmp_path):
     assert "sts_en: spearman" in out and "is below the threshold 0.43 (profile [thresholds] " \
                                          "sts_en, profile 'tiny-qwen3')" in out
     assert "95% CI" in out and "n=180" in out
-    report = json.loads((tmp_path / "reports" / "quality.json").read_text())
+    report = json.loads((reports / "quality.json").read_text())
     assert report["profile"] == "tiny-qwen3" and report["datasets"]["sts_en"]["passed"] is False
     table = out[out.index("embedgate quality"):]
     assert "FAIL" in table and "code_search" in table

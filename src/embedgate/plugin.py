@@ -12,6 +12,7 @@ from typing import Iterator
 
 import pytest
 
+from embedgate.cli import gate_against_baseline
 from embedgate.client import EmbeddingClient
 from embedgate.launcher import build_server, missing_path_hint
 from embedgate.model_profiles import ModelProfile, ProfileError, load_profile
@@ -179,19 +180,32 @@ def quality_evaluator(pytestconfig: pytest.Config, quality_encoder: CachingEncod
     return evaluate
 
 
+@pytest.hookimpl(trylast=True)  # after pytest-benchmark has written its JSON
 def pytest_sessionfinish(session: pytest.Session, exitstatus) -> None:
     run = session.config.stash.get(RUN_KEY, None)
-    if run is None or not run.quality_results:
+    if run is None:
         return
-    path = run.settings.reports_dir / "quality.json"
-    write_quality_json(path, quality_document(run.quality_results, run=run.describe()))
-    run.notes.append(f"quality report: {path}")
+    if run.quality_results:
+        path = run.settings.reports_dir / "quality.json"
+        write_quality_json(path, quality_document(run.quality_results, run=run.describe()))
+        run.notes.append(f"quality report: {path}")
+    if run.settings.baseline is not None and session.exitstatus in (0, 1):
+        code, lines = gate_against_baseline(run.settings.baseline, run.settings.reports_dir,
+                                            run.settings.compare_margins)
+        run.compare_lines = lines
+        if code != 0:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
     run = config.stash.get(RUN_KEY, None)
-    if run is None or (run.server is None and run.server_error is None):
+    if run is None or (run.server is None and run.server_error is None
+                       and not run.compare_lines):
         return
+    if run.compare_lines:
+        terminalreporter.section("embedgate compare")
+        for line in run.compare_lines:
+            terminalreporter.write_line(line)
     if run.quality_results:
         terminalreporter.section("embedgate quality")
         for line in quality_table(run.quality_results):

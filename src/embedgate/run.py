@@ -22,6 +22,7 @@ class RunState:
     notes: list[str] = field(default_factory=list)
     tasks: list[Any] = field(default_factory=list)
     quality_results: list[Any] = field(default_factory=list)
+    compare_lines: list[str] = field(default_factory=list)
 
     def describe(self) -> dict[str, Any]:
         """Who was measured, for reports: model, profile, backend, server version; no secrets."""

@@ -137,6 +137,14 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("--bootstrap-resamples", "bootstrap_resamples", _resamples, 1000,
                "Resamples for the 95 percent bootstrap confidence intervals (seed 0).",
                metavar="N"),
+    OptionSpec("--baseline", "baseline", Path, None,
+               "Reports dir of the accepted run (quality.json, perf.json): at the end of the "
+               "session compare this run with it, write compare.md/.html to --reports-dir and "
+               "fail the session when the candidate is worse (see `embedgate compare`).",
+               metavar="DIR"),
+    OptionSpec("--compare-margin", "compare_margins", _args, (),
+               "Non-inferiority margin for --baseline, repeatable: 0.02 (all datasets, default "
+               "0.01) or DATASET=0.03.", metavar="[DATASET=]M", repeatable=True),
     OptionSpec("--cache-dir", "cache_dir", Path, Path(".embedgate_cache"),
                "Directory for the kit's caches, temp files and built models (never $HOME).",
                metavar="DIR"),
@@ -158,6 +166,8 @@ class Settings:
     datasets: tuple[Any, ...] = ()
     instructions: bool = True
     bootstrap_resamples: int = 1000
+    baseline: Path | None = None
+    compare_margins: tuple[str, ...] = ()
     api_key: str | None = field(default=None, repr=False)
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
@@ -205,7 +215,9 @@ def resolve(cli: dict[str, Any], env: dict[str, str], config: dict[str, Any],
         except (TypeError, ValueError) as exc:
             raise SettingsError(f"{spec.flag}: {raw!r} (from {where}) {exc}") from None
         sources[spec.dest] = where
-    for key in ("reports_dir", "cache_dir"):
+    for key in ("reports_dir", "cache_dir", "baseline"):
+        if values[key] is None:
+            continue
         path = Path(values[key]).expanduser()
         values[key] = path if path.is_absolute() else (rootdir / path)
     if values["server_url"] and values["backend"] == "auto":
