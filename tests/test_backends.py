@@ -162,3 +162,12 @@ def test_tmpdir_stays_short_enough_for_engine_socket_paths(tmp_path):
     assert len(env["TMPDIR"]) <= backends.MAX_TMPDIR_LEN
     assert backends.server_tmpdir(deep) == backends.server_tmpdir(deep)  # stable per cache
     assert backends.server_tmpdir(Path("/c")) == Path("/c/tmp")
+
+
+def test_backends_auto_skips_engines_the_profile_marks_unsupported():
+    """all-mpnet-base-v2: vLLM has no MPNet implementation, so auto must not pick it."""
+    from embedgate.backends import pick_backend
+    profile = load_profile("all-mpnet-base-v2")
+    unsupported = tuple(profile.server["unsupported_backends"])
+    assert pick_backend("auto", unsupported) in ("sglang", "hf")
+    assert pick_backend("vllm", unsupported) == "vllm"  # an explicit choice is obeyed

