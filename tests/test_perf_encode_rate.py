@@ -1,0 +1,106 @@
+"""Encode-rate comparison (issue 3): reference and kit alternate, the ratio of median rates is
+reported, the server is paused (and always resumed) while the reference runs."""
+
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import numpy as np
+import psutil
+
+from embedgate.perf.encode_rate import (TimingTransport, client_defaults, compare, paused,
+                                        timed_kit_client)
+from embedgate.perf.overhead import trivial_server
+from tests.test_perf_runner import FakeBenchmark
+
+
+def test_compare_alternates_and_reports_the_ratio_of_median_rates():
+    order = []
+
+    def reference(texts):
+        order.append("ref")
+        time.sleep(0.02)
+        return np.ones((len(texts), 3))
+
+    def kit(texts):
+        order.append("kit")
+        time.sleep(0.04)
+        return np.ones((len(texts), 3))
+
+    figures = compare(FakeBenchmark(), kit=kit, reference=reference, sentences=["a"] * 10,
+                      rounds=3, warmup_rounds=1)
+    assert order == ["ref", "kit"] * 4
+    assert figures["rounds"] == 3 and len(figures["kit_sentences_per_s_rounds"]) == 3
+    assert 0.35 < figures["encode_rate_ratio"] < 0.65
+    assert 0.35 < figures["encode_rate_ratio_median"] < 0.65
+    assert len(figures["reference_foreign_cpu_pct_rounds"]) == 3
+    assert figures["min_cosine_kit_vs_reference"] > 0.999
+
+
+def test_ratio_compares_best_rounds_so_one_contended_reference_round_cannot_flatter_the_kit():
+    ref_times = iter([0.01, 0.50, 0.50, 0.01])  # warm-up, two contended rounds, one clean
+
+    def reference(texts):
+        time.sleep(next(ref_times))
+        return np.ones((len(texts), 3))
+
+    def kit(texts):
+        time.sleep(0.02)
+        return np.ones((len(texts), 3))
+
+    figures = compare(FakeBenchmark(), kit=kit, reference=reference, sentences=["a"] * 10,
+                      rounds=3, warmup_rounds=1)
+    assert figures["encode_rate_ratio"] < 0.7          # clean rounds: the kit is 2x slower
+    assert figures["encode_rate_ratio_median"] > 10    # medians would have said 25x faster
+
+
+def test_paused_stops_the_server_and_always_resumes_it():
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        try:
+            with paused([proc.pid]):
+                assert psutil.Process(proc.pid).status() == psutil.STATUS_STOPPED
+                raise RuntimeError("reference crashed")
+        except RuntimeError:
+            pass
+        assert psutil.Process(proc.pid).status() != psutil.STATUS_STOPPED
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_paused_server_is_resumed_even_if_the_kit_is_killed():
+    """A stopped server ignores the parent-death SIGTERM: the watchdog must resume it."""
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    kit = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\nfrom embedgate.perf.encode_rate import paused\n"
+        f"with paused([{sleeper.pid}]):\n    print('paused', flush=True)\n    time.sleep(60)\n")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert kit.stdout.readline().strip() == "paused"
+        assert psutil.Process(sleeper.pid).status() == psutil.STATUS_STOPPED
+        kit.send_signal(signal.SIGKILL)
+        kit.wait()
+        deadline = time.monotonic() + 5
+        while psutil.Process(sleeper.pid).status() == psutil.STATUS_STOPPED:
+            assert time.monotonic() < deadline, "the server stayed stopped"
+            time.sleep(0.05)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_timing_transport_times_each_request_to_its_last_byte():
+    with trivial_server(echo_max_tokens=64) as url:
+        client, transport = timed_kit_client(url, "m", api_key=None)
+        with client:
+            out = client.embed([f"text {i}" for i in range(70)])
+    assert out.shape == (70, 2)
+    batches = -(-70 // client_defaults()["batch_size"])
+    assert len(transport.latencies_s) == batches and all(t > 0 for t in transport.latencies_s)
+
+
+def test_timing_transport_is_an_httpx_transport():
+    assert isinstance(TimingTransport(httpx.HTTPTransport()), httpx.BaseTransport)
