@@ -39,17 +39,20 @@ def _busy_s(times: Any) -> float:
 class MachineLoad:
     """CPU other processes used while a scenario ran, in % of one core.
 
-    Busy time of the whole machine minus the server tree's and this process's own CPU. On a shared
-    machine a timing shift with high foreign load is the machine, not the server; the gate says so.
+    Busy time of the whole machine minus the CPU of this process and its descendants (a launched
+    server is one). On a shared machine a timing shift with high foreign load is the machine, not
+    the server; the gate says so. An external server's CPU cannot be told apart: None then.
     """
 
     def __init__(self, tree: "ProcessTreeMemory"):
         self.tree = tree
         self._start: tuple[float, float, float] | None = None
 
-    def _own(self) -> float:
+    @staticmethod
+    def _own() -> float:
         total = 0.0
-        for proc in [psutil.Process(), *self.tree.processes()]:
+        me = psutil.Process()
+        for proc in [me, *me.children(recursive=True)]:
             try:
                 t = proc.cpu_times()
                 total += t.user + t.system

@@ -28,7 +28,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("embedgate-perf", "embedgate perf: figures, baseline and gate")
     for spec in OPTIONS:
         group.addoption(spec.flag, dest=spec.dest, default=None, metavar=spec.metavar,
-                        help=spec.help_text.replace("%", "%%"), action="append" if spec.repeatable else "store")
+                        help=spec.help_text.replace("%", "%%"),  # argparse formats help with %
+                        action="append" if spec.repeatable else "store")
         parser.addini(spec.ini, help=spec.help_text, type=spec.ini_type or "string",
                       default=[] if spec.ini_type == "args" else "")
 
