@@ -74,7 +74,8 @@ def test_fall_rule_fails_on_lower_throughput():
 
 
 def test_failure_message_names_scenario_baseline_new_figure_and_rule():
-    # Issue 5: "Failure messages name the scenario, the baseline figure, the new figure and the rule."
+    # Issue 5: "Failure messages name the scenario, the baseline figure, the new figure and the
+    # rule."
     finding = check("latency/short", parse_rule("p95_ms:+10%"),
                     figs(latency_p95_ms_round_median=20.0), figs(latency_p95_ms_round_median=30.0))
     assert finding.message() == (
@@ -186,8 +187,10 @@ def test_verdict_notes_a_machine_kept_busy_by_other_processes():
 
 
 def test_scenario_not_gated_by_default_is_judged_only_by_scoped_rules():
-    base = {"client_overhead/1": figs(latency_p95_ms_round_median=1.0, throughput_rps_round_median=100)}
-    now = {"client_overhead/1": figs(latency_p95_ms_round_median=9.0, throughput_rps_round_median=50,
+    base = {"client_overhead/1": figs(latency_p95_ms_round_median=1.0,
+                                      throughput_rps_round_median=100)}
+    now = {"client_overhead/1": figs(latency_p95_ms_round_median=9.0,
+                                     throughput_rps_round_median=50,
                                      gate_skip_reason="the kit's own client cost")}
     report = evaluate(base, now, parse_rules(DEFAULT_RULES))
     assert report.ok and report.findings == []

@@ -9,7 +9,7 @@ import time
 import psutil
 import pytest
 
-from embedgate.perf.memory import MemorySampler, ProcessTreeMemory
+from embedgate.perf.memory import MachineLoad, MemorySampler, ProcessTreeMemory
 
 MIB = 2**20
 
@@ -105,14 +105,33 @@ def test_tree_follows_a_root_that_appears_later(tree):
 
 
 def test_sampler_measures_cpu_other_processes_used(tree):
-    """A busy process outside the server tree shows as foreign load (about one core here)."""
-    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    """A busy process outside this session's process tree shows as foreign load (~one core);
+    the shell exits at once, so the spinner is reparented away from pytest."""
+    shell = subprocess.run(["sh", "-c", f"'{sys.executable}' -c 'while True: pass' "
+                                        f">/dev/null 2>&1 & echo $!"],
+                           capture_output=True, text=True, check=True)
+    spinner = psutil.Process(int(shell.stdout))
     try:
+        assert spinner not in psutil.Process().children(recursive=True)
         time.sleep(0.2)
         sampler = MemorySampler(ProcessTreeMemory(tree.pid), interval_s=0.02).start()
         time.sleep(1.0)
         out = sampler.stop()
     finally:
         spinner.kill()
-        spinner.wait()
     assert out["foreign_cpu_pct"] > 50 and out["machine_cpus"] >= 1
+
+
+def test_machine_load_counts_this_sessions_children_as_its_own():
+    """CPU of the pytest process's own descendants (a launched server) is not foreign load.
+    Checked on the own-CPU meter itself, so other jobs on the machine cannot flake it."""
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.2)
+        before = MachineLoad._own()
+        time.sleep(1.0)
+        own = MachineLoad._own() - before
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert own > 0.7  # the child's ~1 CPU-second

@@ -56,7 +56,8 @@ def test_calibration_hits_each_target_from_below(stream):
 def test_long_inputs_shrink_until_none_is_refused(stream):
     class Uneven(FakeServer):  # every tenth text is much longer in tokens
         def tokens(self, text):
-            return int(len(text.split()) * (1.6 if zlib.crc32(text.encode()) % 10 == 0 else 1.0)) + 2
+            heavy = zlib.crc32(text.encode()) % 10 == 0
+            return int(len(text.split()) * (1.6 if heavy else 1.0)) + 2
     fake = Uneven(limit=100)
     length = Calibrator(stream, fake).fit("long", 97, hard_limit=100)
     status, _ = fake(stream.texts(length.n_words, 32))

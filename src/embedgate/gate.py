@@ -4,9 +4,10 @@ A plain library (no pytest): the perf plugin evaluates it at session end, and th
 command reuses it. Figures are dicts of numbers per scenario id, as the perf suite stores them in
 each pytest-benchmark entry's ``extra_info``.
 
-Rule grammar: ``[SCENARIO:]METRIC:[+|-]N[%]``. ``+`` means a rise of more than N fails (latency, memory), ``-``
-a fall of more than N fails (throughput); without a sign the metric's own direction is used. With
-``%`` N is relative to the baseline, without it N is absolute in the metric's unit (ms, bytes...).
+Rule grammar: ``[SCENARIO:]METRIC:[+|-]N[%]``. ``+`` means a rise of more than N fails (latency,
+memory), ``-`` a fall of more than N fails (throughput); without a sign the metric's own direction
+is used. With ``%`` N is relative to the baseline, without it N is absolute in the metric's unit
+(ms, bytes...).
 METRIC is a short name (``p95_ms``) or any numeric ``extra_info`` field. SCENARIO is an optional
 glob (``concurrency/*``); for a scenario it matches, a scoped rule replaces the unscoped rules of
 the same metric, so one noisy scenario can get its own tolerance.
@@ -211,9 +212,12 @@ def _number(figures: Mapping[str, Any], name: str) -> float | None:
 
 
 def _why_missing(figures: Mapping[str, Any], name: str, run: str) -> str:
-    for key in (f"{name}_null_reason", "peak_memory_null_reason" if "memory" in name else "",
-                "vram_null_reason" if "vram" in name else ""):
-        if key and figures.get(key):
+    """The reason the figures give for a null (its own, or its family's), else 'not there'."""
+    keys = [f"{name}_null_reason"]
+    keys += ["peak_memory_null_reason"] if "memory" in name else []
+    keys += ["vram_process_null_reason", "vram_null_reason"] if "vram" in name else []
+    for key in keys:
+        if figures.get(key):
             return f"{name} is null in the {run} run: {figures[key]}"
     return f"{name} is not in the {run} run's figures"
 

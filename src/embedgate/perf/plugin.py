@@ -122,7 +122,7 @@ def perf_record(pytestconfig: pytest.Config) -> Callable[[str, dict[str, Any]], 
 
 
 def _compared_baseline(config: pytest.Config) -> Baseline | None:
-    """The run pytest-benchmark loaded for --benchmark-compare, as a baseline for the kit's rules."""
+    """The run pytest-benchmark loaded for --benchmark-compare: the kit rules' baseline too."""
     bs = getattr(config, "_benchmarksession", None)
     mapping = getattr(bs, "compared_mapping", None) or {}
     if not mapping:
@@ -150,7 +150,8 @@ def pytest_benchmark_update_json(config: pytest.Config, benchmarks, output_json:
     run.gate(output_json.get("machine_info"), _compared_baseline(config))
     output_json["embedgate_perf"] = {
         **run.json_section(), "server": _server_section(config),
-        "machine": {"cpus": psutil.cpu_count(), "memory_total_bytes": psutil.virtual_memory().total}}
+        "machine": {"cpus": psutil.cpu_count(),
+                    "memory_total_bytes": psutil.virtual_memory().total}}
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -1,4 +1,4 @@
-"""Perf run state (kept in config.stash): each scenario's figures, the baseline and the gate verdict.
+"""Perf run state (in config.stash): each scenario's figures, the baseline and the gate verdict.
 
 The gate is evaluated once, lazily: from pytest-benchmark's JSON hook when a JSON file is written
 (so the verdict lands in the file), else at session end.

@@ -14,7 +14,8 @@ import numpy as np
 PERCENTILES = (50, 90, 95, 99)
 
 
-def latency_figures(latencies_s: Sequence[float], prefix: str = "latency") -> dict[str, float | None]:
+def latency_figures(latencies_s: Sequence[float],
+                    prefix: str = "latency") -> dict[str, float | None]:
     """P50/P90/P95/P99, min, mean and max in milliseconds; all None for no samples."""
     keys = [f"{prefix}_p{p}_ms" for p in PERCENTILES] + [
         f"{prefix}_min_ms", f"{prefix}_mean_ms", f"{prefix}_max_ms"]

@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 SHORT_TOKENS = 16
 MEDIUM_TOKENS = 128
 LONG_MARGIN = 0.97      # long inputs aim a little under the limit: texts vary in tokens per word
-OFFSET_STEP = 97        # distinct texts start this many words apart (prime: spreads over the stream)
+OFFSET_STEP = 97        # distinct texts start this many words apart (a prime spreads them)
 PROBES = 8              # texts averaged per calibration step
 WORDS_PER_TOKEN_GUESS = 0.75
 
