@@ -171,3 +171,15 @@ def test_backends_auto_skips_engines_the_profile_marks_unsupported():
     unsupported = tuple(profile.server["unsupported_backends"])
     assert pick_backend("auto", unsupported) in ("sglang", "hf")
     assert pick_backend("vllm", unsupported) == "vllm"  # an explicit choice is obeyed
+
+
+def test_backends_vllm_cpu_binds_all_cores_of_a_small_machine(monkeypatch, tmp_path):
+    """vLLM CPU's own binding reserves a core; on 2-4 cores the kit binds them all, unless the
+    user set VLLM_CPU_OMP_THREADS_BIND."""
+    monkeypatch.setattr(backends.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert backends.small_machine_cpu_bind() == "0-1"
+    monkeypatch.setattr(backends.os, "sched_getaffinity", lambda pid: set(range(16)),
+                        raising=False)
+    assert backends.small_machine_cpu_bind() is None
+    monkeypatch.setattr(backends.os, "sched_getaffinity", lambda pid: {0, 2}, raising=False)
+    assert backends.small_machine_cpu_bind() is None

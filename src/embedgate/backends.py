@@ -10,6 +10,7 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import json
+import os
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -167,6 +168,12 @@ class VLLMBackend(Backend):
                    VLLM_NO_USAGE_STATS="1", DO_NOT_TRACK="1")
         if spec.api_key:  # vLLM reads the key from its env, so it never shows in a command line
             env["VLLM_API_KEY"] = spec.api_key
+        bind = small_machine_cpu_bind()
+        if not spec.cuda and bind and "VLLM_CPU_OMP_THREADS_BIND" not in env:
+            # vLLM CPU's automatic binding keeps one core in reserve; on a machine of 2-4 cores
+            # that idles a large share of it (the kit measured 0.70 vs 0.93 of in-process
+            # sentence-transformers' encode rate on 2 cores). Set the variable to override.
+            env["VLLM_CPU_OMP_THREADS_BIND"] = bind
         return env
 
     def version(self) -> str | None:
@@ -208,6 +215,17 @@ class HFBackend(Backend):
 
 
 BACKENDS: dict[str, type[Backend]] = {"sglang": SGLangBackend, "vllm": VLLMBackend, "hf": HFBackend}
+
+
+def small_machine_cpu_bind(max_cpus: int = 4) -> str | None:
+    """`first-last` of this process's CPUs when they are few and contiguous, else None."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return None
+    if not cpus or len(cpus) > max_cpus or cpus[-1] - cpus[0] != len(cpus) - 1:
+        return None
+    return f"{cpus[0]}-{cpus[-1]}"
 
 
 def pick_backend(name: str, unsupported: tuple[str, ...] = ()) -> str:
