@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from embedgate import gate
-from embedgate.metrics import Interval, average_precision, bootstrap_ci, mean_ci, spearman
+from embedgate.metrics import PAIR_MAIN_SCORE, Interval, bootstrap_ci, mean_ci
 from embedgate.report.quality_json import SCHEMA
 
 DEFAULT_MARGIN = 0.01
@@ -116,7 +116,7 @@ class DatasetComparison:
 def _delta_statistic(kind: str):
     if kind == "retrieval":
         return None
-    score = spearman if kind == "sts" else average_precision
+    score = PAIR_MAIN_SCORE[kind]
     return lambda cand, base, gold: score(cand, gold) - score(base, gold)
 
 

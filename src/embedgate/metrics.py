@@ -112,6 +112,10 @@ def pair_classification_scores(similarities, labels) -> dict[str, float]:
             "accuracy_threshold": threshold, **best_f1(scores, labels)}
 
 
+# The main score of a pair task as a function of (similarities, gold), for bootstraps and deltas.
+PAIR_MAIN_SCORE = {"sts": spearman, "pair_classification": average_precision}
+
+
 def top_k(query_emb: np.ndarray, doc_emb: np.ndarray, k: int,
           chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """Indices and cosine scores of the k most similar documents per query, best first."""

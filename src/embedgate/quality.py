@@ -12,9 +12,9 @@ import numpy as np
 
 from embedgate.bm25_baseline import bm25_run
 from embedgate.datasets import PairDataset, RetrievalDataset, unique
-from embedgate.metrics import (Interval, average_precision, bootstrap_ci, cosine_rows, mean_ci,
+from embedgate.metrics import (PAIR_MAIN_SCORE, Interval, bootstrap_ci, cosine_rows, mean_ci,
                                mean_scores, pair_classification_scores,
-                               retrieval_scores_per_query, spearman, sts_scores, top_k)
+                               retrieval_scores_per_query, sts_scores, top_k)
 from embedgate.model_profiles import ModelProfile
 from embedgate.tasks import TaskSpec
 
@@ -126,16 +126,15 @@ def _pair_result(spec, data: PairDataset, encoder, fq, fd, n_resamples, seed):
     gold = np.asarray(data.gold)
     if spec.kind == "sts":
         metrics = sts_scores(sims, gold)
-        ci = bootstrap_ci(spearman, sims, gold, n_resamples=n_resamples, seed=seed)
     else:
-        metrics = pair_classification_scores(sims, gold.astype(int))
-        ci = bootstrap_ci(average_precision, sims, gold.astype(int), n_resamples=n_resamples,
-                          seed=seed)
+        gold = gold.astype(int)
+        metrics = pair_classification_scores(sims, gold)
+    score_fn = PAIR_MAIN_SCORE[spec.kind]
+    ci = bootstrap_ci(score_fn, sims, gold, n_resamples=n_resamples, seed=seed)
     groups: dict[str, list[int]] = {}
     for i, item in enumerate(data.item_ids):
         if ":" in item:
             groups.setdefault(item.split(":", 1)[0], []).append(i)
-    score_fn = spearman if spec.kind == "sts" else average_precision
     by_group = {g: {spec.main_metric: score_fn(sims[idx], gold[idx]), "n": len(idx)}
                 for g, idx in sorted(groups.items())}
     items = {"ids": list(data.item_ids), "similarity": [float(s) for s in sims],

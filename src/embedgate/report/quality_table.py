@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import math
 from typing import Iterable
 
-
-def _num(value: float | None, width: int = 6) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "n/a".rjust(width)
-    return f"{value:.4f}".rjust(width)
+from embedgate.report.sections import num
 
 
 def quality_table(results: Iterable) -> list[str]:
     rows = [("dataset", "task", "metric", "score", "95% CI", "BM25", "n", "threshold", "result")]
     for r in results:
-        ci = f"{_num(r.ci.low).strip()}-{_num(r.ci.high).strip()}"
-        bm25 = _num(r.baseline_bm25.get(r.main_metric)).strip() if r.baseline_bm25 else ""
+        ci = f"{num(r.ci.low)}-{num(r.ci.high)}"
+        bm25 = num(r.baseline_bm25.get(r.main_metric)) if r.baseline_bm25 else ""
         verdict = {True: "PASS", False: "FAIL", None: "no threshold"}[r.passed]
-        rows.append((r.name, r.kind, r.main_metric, _num(r.score).strip(), ci, bm25, str(r.n),
+        rows.append((r.name, r.kind, r.main_metric, num(r.score), ci, bm25, str(r.n),
                      "" if r.threshold is None else f"{r.threshold:g}", verdict))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
