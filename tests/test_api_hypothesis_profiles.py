@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from embedgate import hypothesis_profiles as hp
+from embedgate.api import hypothesis_profiles as hp
 
 SUITE = Path(__file__).resolve().parents[1] / "tests_api"
 
@@ -77,7 +77,7 @@ def test_hypothesis_api_suite_refuses_an_unknown_env_profile(pytester, monkeypat
 def test_hypothesis_ci_failure_prints_the_reproducing_example(pytester):
     pytester.makepyfile(textwrap.dedent("""
         from hypothesis import given, strategies as st
-        from embedgate import hypothesis_profiles
+        from embedgate.api import hypothesis_profiles
         hypothesis_profiles.activate("ci")
 
         @given(st.integers())

@@ -1,31 +1,41 @@
-"""Every check of the api suite can fail: kill rate 100% over the fault proxy's faults (issue 4).
+"""Every check of the api suite can fail: kill rate 100% over the fault proxy's faults, at the
+float32 tolerance (1e-5) and at the bfloat16/float16 one (1e-2).
 
 One real server (the hf backend serving the tiny Qwen3, whose profile turns on every check:
 Matryoshka sizes, token ids, last-token pooling with EOS) runs for the whole module. For each
-fault, the real tests_api suite runs through `embedgate.faults.FaultProxy` with
-`--backend external`, as a user would run it, and must fail with the named checks among its
-failures, each failure message saying what was sent, what came back and what was expected.
+fault, the real tests_api suite runs through `embedgate.api.proxy.FaultProxy` with
+`--embedgate-backend external`, as a user would run it, and must fail with the named checks among
+its failures, each failure message saying what was sent, what came back and what was expected.
 Through the proxy with no fault, the same suite passes with nothing skipped.
+
+At 1e-2 the suite runs with the tiny Qwen3's profile given `[api] tolerance = 0.01`, and the
+proxy sizes its perturbations to that tolerance. Only the faults sized to the tolerance run there
+(noise, drift, scale): the others do not depend on it, which tests/test_faults.py checks.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
-from embedgate.faults import FAULTS, FaultProxy
-from embedgate.launcher import build_server
-from embedgate.model_profiles import load_profile
-from embedgate.settings import resolve
+from embedgate.api.faults import FAULTS
+from embedgate.api.proxy import FaultProxy
+from embedgate.config.options import PathBase
+from embedgate.serve.launch import build_server
+from embedgate.models.profiles import load_profile
+from embedgate.config.settings import resolve
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITE = ROOT / "tests_api"
 PROFILE = "tiny-qwen3"
 NOT_AN_API_FAULT = {"delay"}  # latency is the perf gate's business, not a contract breach
+LOOSE = 1e-2  # the bfloat16/float16 tolerance
+SIZED_TO_TOLERANCE = sorted(f.name for f in FAULTS.values() if f.scaled)
 
 SHAPE = "test_contract_shape.py::"
 INPUTS = "test_contract_inputs.py::"
@@ -63,6 +73,7 @@ CAUGHT_BY: dict[str, set[str]] = {
     "errors_as_500": ALL_ERRORS | {FUZZ + "test_fuzz_dimensions_are_honoured_or_refused",
                                    FUZZ + "test_fuzz_whole_requests_get_200_or_a_contract_4xx"},
     "errors_as_200": ALL_ERRORS | {FUZZ + "test_fuzz_token_ids_are_embedded_or_refused"},
+    "fastapi_errors": {ERRORS + "test_error_bodies_follow_the_openai_shape"},
     "parity_drift": {"test_parity.py::test_parity_with_reference_on_multilingual_set"},
     "nondeterministic": {INV + "test_invariance_repeat_gives_the_same_vectors"},
     "eos_on_token_ids": {
@@ -85,21 +96,36 @@ def upstream(tmp_path_factory):
     """One real server for the module; a cache of its own so the run is hermetic."""
     base = tmp_path_factory.mktemp("upstream")
     settings = resolve({"backend": "hf", "profile": PROFILE, "cache_dir": str(base / "cache"),
-                        "reports_dir": str(base / "reports")}, {}, {}, ROOT)
+                        "reports_dir": str(base / "reports")}, {}, {}, PathBase(ROOT, ROOT))
     with build_server(settings, load_profile(PROFILE)) as info:
         yield info, settings.cache_dir
 
 
-def run_suite(pytester, monkeypatch, url: str, cache_dir: Path) -> dict[str, dict]:
-    """Run tests_api against url; {"file.py::test[param]": {"outcome", "message"}}."""
+@pytest.fixture(scope="module")
+def loose_profile(tmp_path_factory) -> str:
+    """The tiny Qwen3's profile held to the bfloat16 tolerance, as a bf16 profile is."""
+    text = load_profile(PROFILE).path.read_text(encoding="utf-8")
+    assert "\n[api]\n" in text and "tolerance =" not in text
+    path = tmp_path_factory.mktemp("profiles") / f"{PROFILE}-loose.toml"
+    path.write_text(text.replace("\n[api]\n", f"\n[api]\ntolerance = {LOOSE}\n"),
+                    encoding="utf-8")
+    assert load_profile(path).api_tolerance() == LOOSE
+    return str(path)
+
+
+def run_suite(pytester, monkeypatch, url: str, cache_dir: Path, *extra: str,
+              files: tuple[str, ...] = (), profile: str = PROFILE) -> dict[str, dict]:
+    """Run tests_api (or only `files` of it) against url; {"file.py::test[param]": {"outcome",
+    "message"}}."""
     for key in [k for k in os.environ if k.startswith("EMBEDGATE_")]:
         monkeypatch.delenv(key)
     xml = pytester.path / "junit.xml"
+    targets = [str(SUITE / f) for f in files] or [str(SUITE)]
     result = pytester.runpytest_subprocess(
-        str(SUITE), "-m", "api", "--backend", "external", "--server-url", url,
-        "--profile", PROFILE, "--cache-dir", str(cache_dir),
-        "--reports-dir", str(pytester.path / "reports"), "--hypothesis-profile", "ci",
-        "-p", "no:cacheprovider", f"--junitxml={xml}", "-q", timeout=600)
+        *targets, "-m", "api", "--embedgate-backend", "external", "--embedgate-server-url", url,
+        "--embedgate-profile", profile, "--embedgate-cache-dir", str(cache_dir),
+        "--embedgate-reports-dir", str(pytester.path / "reports"), "--hypothesis-profile", "ci",
+        "-p", "no:cacheprovider", f"--junitxml={xml}", "-q", *extra, timeout=600)
     outcomes = {}
     for case in ET.parse(xml).iter("testcase"):
         name = f"{case.get('classname', '').split('.')[-1]}.py::{case.get('name')}"
@@ -118,15 +144,18 @@ def base(name: str) -> str:
     return name.split("[")[0]
 
 
-@needs_hf
-def test_api_suite_passes_through_the_proxy_without_a_fault(upstream, pytester, monkeypatch):
-    info, cache_dir = upstream
-    with FaultProxy(info.base_url, "none") as proxy:
-        run = run_suite(pytester, monkeypatch, proxy.url, cache_dir)
+def check_passes(run: dict) -> None:
     cases = run["cases"]
     not_passed = {k: v["outcome"] for k, v in cases.items() if v["outcome"] != "passed"}
     assert run["result"].ret == 0 and not not_passed and len(cases) >= 30, \
         "\n".join(run["result"].outlines[-60:])
+
+
+@needs_hf
+def test_api_suite_passes_through_the_proxy_without_a_fault(upstream, pytester, monkeypatch):
+    info, cache_dir = upstream
+    with FaultProxy(info.base_url, "none") as proxy:
+        check_passes(run_suite(pytester, monkeypatch, proxy.url, cache_dir))
 
 
 @needs_hf
@@ -136,6 +165,32 @@ def test_api_suite_catches_fault(upstream, pytester, monkeypatch, fault):
     with FaultProxy(info.base_url, fault) as proxy:
         run = run_suite(pytester, monkeypatch, proxy.url, cache_dir)
         applied = proxy.state.applied
+    check_caught(run, fault, applied)
+
+
+@needs_hf
+def test_api_suite_at_loose_tolerance_passes_without_a_fault(upstream, loose_profile, pytester,
+                                                             monkeypatch):
+    info, cache_dir = upstream
+    with FaultProxy(info.base_url, "none") as proxy:
+        check_passes(run_suite(pytester, monkeypatch, proxy.url, cache_dir, profile=loose_profile))
+
+
+@needs_hf
+@pytest.mark.parametrize("fault", SIZED_TO_TOLERANCE)
+def test_api_suite_at_loose_tolerance_catches_fault(upstream, loose_profile, pytester,
+                                                    monkeypatch, fault):
+    info, cache_dir = upstream
+    with FaultProxy(info.base_url, fault, tolerance=LOOSE) as proxy:
+        run = run_suite(pytester, monkeypatch, proxy.url, cache_dir, profile=loose_profile)
+        applied = proxy.state.applied
+    check_caught(run, fault, applied)
+    if fault != "unnormalized":  # the findings quote the bound the suite held the server to
+        assert any(f"1 - cosine <= {LOOSE:g} (profile 'tiny-qwen3', [api] tolerance)"
+                   in case["message"] for case in run["cases"].values()), fault
+
+
+def check_caught(run: dict, fault: str, applied: int) -> None:
     failed = {name: case for name, case in run["cases"].items() if case["outcome"] == "failed"}
     failed_bases = {base(name) for name in failed}
     tail = "\n".join(run["result"].outlines[-40:])
@@ -150,3 +205,21 @@ def test_api_suite_catches_fault(upstream, pytester, monkeypatch, fault):
             message = case["message"]
             assert all(key in message for key in ("sent:", "got:", "expected:")), \
                 f"{name} under {fault!r} failed without a full finding:\n{message[-2000:]}"
+
+
+@needs_hf
+def test_api_suite_reports_fastapi_error_bodies_once_and_truly(upstream, pytester, monkeypatch):
+    """A server that refuses properly but with FastAPI's 422 {"detail": [...]} body: one check
+    fails, with one headline that says what was observed (refused, wrong body) and lists the
+    requests; no check says "was not refused"."""
+    info, cache_dir = upstream
+    with FaultProxy(info.base_url, "fastapi_errors") as proxy:
+        run = run_suite(pytester, monkeypatch, proxy.url, cache_dir)
+    failed = {name: case for name, case in run["cases"].items() if case["outcome"] == "failed"}
+    assert set(failed) == {ERRORS + "test_error_bodies_follow_the_openai_shape"}, sorted(failed)
+    message = next(iter(failed.values()))["message"]  # junit repeats it: count distinct causes
+    causes = set(re.findall(r"\d+ request\(s\) were refused with status ([0-9 and]+) and a "
+                            r"body that is not the OpenAI error shape \{\"error\": \{\"message\", "
+                            r"\"type\"\}\}: (.+?) \(FastAPI", message))
+    assert causes == {("422", '{"detail": [...]}')}, causes
+    assert "input=[]" in message and "no-such-model" in message and "not refused" not in message

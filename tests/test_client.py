@@ -8,7 +8,7 @@ import httpx
 import numpy as np
 import pytest
 
-from embedgate.client import (EmbeddingClient, EmbeddingHTTPError, EmbeddingResponseError,
+from embedgate.serve.client import (EmbeddingClient, EmbeddingHTTPError, EmbeddingResponseError,
                               apply_instruction)
 
 
@@ -71,20 +71,32 @@ def test_client_http_error_has_status_and_body_and_no_retry():
     assert len(calls) == 1  # no silent retry
 
 
-@pytest.mark.parametrize("mutate,match", [
-    (lambda d: d[:-1], "sent 2 inputs, got 1"),
-    (lambda d: [dict(d[0], index=0), dict(d[1], index=0)], "indices"),
-    (lambda d: [d[0], dict(d[1], embedding=d[1]["embedding"][:2])], "different lengths"),
+@pytest.mark.parametrize("fmt,mutate,match", [
+    ("float", lambda d: d[:-1], "sent 2 inputs, got 1"),
+    ("float", lambda d: [dict(d[0], index=0), dict(d[1], index=0)], "indices"),
+    ("float", lambda d: [d[0], dict(d[1], embedding=d[1]["embedding"][:2])], "different lengths"),
+    ("base64", lambda d: [d[0], dict(d[1], embedding=d[1]["embedding"][:16])],
+     "different lengths"),
+    ("base64", lambda d: [d[0], dict(d[1], embedding="AB")], "not valid base64"),
+    ("base64", lambda d: [d[0], dict(d[1], embedding="AAAAAAA=")], "not whole float32"),
 ])
-def test_client_rejects_malformed_200(mutate, match):
+def test_client_rejects_malformed_200(fmt, mutate, match):
     def handler(b):
         body = answer(b).json()
         body["data"] = mutate(body["data"])
         return httpx.Response(200, json=body)
 
-    client, _ = make(handler)
+    client, _ = make(handler, encoding_format=fmt)
     with pytest.raises(EmbeddingResponseError, match=match):
         client.embed(["a", "b"])
+
+
+def test_client_asks_for_base64_by_default_and_float_when_told():
+    # base64 carries the float32 bytes themselves: the same values as JSON floats, less work
+    client, calls = make(answer)
+    np.testing.assert_array_equal(client.embed(["a"]), np.stack([vec("a")]))
+    client.embed(["a"], encoding_format="float")
+    assert [c["encoding_format"] for c in calls] == ["base64", "float"]
 
 
 def test_client_api_key_sent_as_bearer():

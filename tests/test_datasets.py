@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from embedgate.datasets import (DatasetError, load_beir, load_code_pairs, load_pairs,
+from embedgate.quality.datasets import (DatasetError, load_beir, load_code_pairs, load_pairs,
                                 load_parallel_crosslingual, load_retrieval)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,6 +111,15 @@ def test_datasets_hf_saved_to_disk(tmp_path):
     hf.Dataset.from_dict({"s": ["a"], "t": ["c"], "y": [3]}).to_parquet(str(tmp_path / "p.parquet"))
     assert load_pairs(tmp_path / "p.parquet", columns={"sentence1": "s", "sentence2": "t",
                                                        "score": "y"}).gold == (3.0,)
+
+
+def test_datasets_kit_xnli_languages_pool_into_one_set():
+    """Issue 17: 24 pairs per language cannot beat chance; the pool of 15 languages can."""
+    from embedgate.quality.datasets import load_pooled_languages
+    data = load_pooled_languages(ROOT / "fixtures" / "datasets" / "xnli")
+    languages = {i.split(":")[0] for i in data.item_ids}
+    assert len(languages) == 15 and len(data) == 360 and sum(data.gold) == 180
+    assert data.notes == ("180 rows dropped by the label map (e.g. neutral)",)
 
 
 def test_datasets_kit_xnli_fixture_is_parallel():

@@ -1,4 +1,5 @@
-"""embedgate.faults (issue 4): the proxy forwards faithfully, and each fault does what it says.
+"""embedgate.api.faults and .proxy (issue 4): the proxy forwards faithfully, and each fault does
+what it says.
 
 A small stdlib fake stands in for the upstream server here, so that every transform can be
 checked exactly; tests/test_api_suite_catches_faults.py runs the faults against a real server.
@@ -9,17 +10,21 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import socket
 import subprocess
 import sys
 import threading
-import time
+import types
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import numpy as np
 import pytest
 
-from embedgate.faults import FAULTS, FaultProxy, fault_names, main, resolve_fault
+from embedgate.api.faults import FAULT_MARGIN, FAULTS, fault_names, resolve_fault
+from embedgate.api import faults as faults_module
+from embedgate.api import proxy as proxy_module
+from embedgate.api.proxy import FaultProxy, main
 
 NAME, DIM, DIMS = "fake", 8, (4, 8)
 ISSUE_FAULTS = {"nan", "wrong_dim", "shuffle_order", "drop_item", "ignore_dimensions",
@@ -110,7 +115,7 @@ def test_faults_registry_holds_every_fault_the_issue_names():
 
 
 def test_faults_proxy_without_fault_forwards_every_path_and_header(upstream_url):
-    """Readiness probes and auth must pass through untouched, so --server-url just works."""
+    """Readiness probes and auth must pass through untouched, so --embedgate-server-url just works."""
     with FaultProxy(upstream_url) as proxy:
         assert httpx.get(proxy.url + "/health").json() == {"status": "ok"}
         assert httpx.get(proxy.url + "/v1/models").json()["data"][0]["id"] == NAME
@@ -130,17 +135,21 @@ def test_faults_proxy_never_logs_the_api_key(upstream_url, capfd):
     assert "POST /v1/embeddings" in err and "sk-very-secret" not in out + err
 
 
-def test_faults_proxy_adds_little_latency(upstream_url):
-    """Headers and body go out in two writes; without TCP_NODELAY each request stalls ~40 ms."""
-    direct, proxied = [], []
-    with FaultProxy(upstream_url, "usage_miscount") as proxy, httpx.Client() as client:
-        for _ in range(15):  # interleaved, so a busy machine slows both sides alike
-            for url, times in ((upstream_url, direct), (proxy.url, proxied)):
-                t0 = time.perf_counter()
-                client.post(url + "/v1/embeddings", json={"input": TEXTS})
-                times.append(time.perf_counter() - t0)
-    overhead = sorted(proxied)[7] - sorted(direct)[7]
-    assert overhead < 0.02, f"the proxy adds {overhead * 1000:.0f} ms per request (median)"
+def test_faults_proxy_answers_without_nagle_delay(upstream_url, monkeypatch):
+    """Headers and body go out in two writes; without TCP_NODELAY each request stalls ~40 ms
+    on the peer's delayed ACK. The option is checked on the proxy's own accepted sockets; the
+    latency itself is the perf suite's business."""
+    seen = []
+    setup = proxy_module._Handler.setup
+
+    def recording_setup(handler):
+        setup(handler)
+        seen.append(handler.connection.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+
+    monkeypatch.setattr(proxy_module._Handler, "setup", recording_setup)
+    with FaultProxy(upstream_url, "usage_miscount") as proxy:
+        assert post(proxy, {"input": TEXTS}).status_code == 200
+    assert seen and all(seen)
 
 
 @pytest.mark.parametrize("fmt", ["float", "base64"])
@@ -208,6 +217,54 @@ def test_faults_batch_dependent_noise_spares_singles_and_keeps_norms(upstream_ur
     np.testing.assert_allclose(single, CLEAN[:1], atol=1e-6)
 
 
+# The tolerances the profiles use: float32 1e-5, bfloat16/float16 1e-2.
+TOLERANCES = (1e-5, 1e-2)
+SIZED_TO_TOLERANCE = {"batch_dependent_noise", "nondeterministic", "parity_drift",
+                      "unnormalized"}
+
+
+def cos_gap(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return 1 - np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+def test_faults_only_the_perturbations_depend_on_the_tolerance():
+    """Every other fault breaks answers structurally (NaN, a lost item, a wrong status): the
+    same parameters at every tolerance, so the kill-rate proof at 1e-5 holds for them at 1e-2
+    too; the proof at 1e-2 runs the perturbations (tests/test_api_suite_catches_faults.py)."""
+    differ = {name for name in FAULTS
+              if resolve_fault(name, {}, tolerance=1e-5)[1]
+              != resolve_fault(name, {}, tolerance=1e-2)[1]}
+    assert differ == SIZED_TO_TOLERANCE
+    assert {f.name for f in FAULTS.values() if f.scaled} == SIZED_TO_TOLERANCE
+
+
+@pytest.mark.parametrize("tolerance", TOLERANCES)
+def test_faults_perturbations_land_five_tolerances_past_the_bound(upstream_url, tolerance):
+    want = FAULT_MARGIN * tolerance
+    with FaultProxy(upstream_url, "batch_dependent_noise", tolerance=tolerance) as proxy:
+        batch = vectors(post(proxy, {"input": TEXTS}))
+        single = vectors(post(proxy, {"input": TEXTS[:1]}))
+    np.testing.assert_allclose(cos_gap(batch, CLEAN), want, rtol=0.01)
+    np.testing.assert_allclose(np.linalg.norm(batch, axis=1), 1.0, atol=1e-6)
+    assert cos_gap(single, CLEAN[:1])[0] < 1e-6
+    with FaultProxy(upstream_url, "parity_drift", tolerance=tolerance) as proxy:
+        drifted = vectors(post(proxy, {"input": TEXTS}))
+    np.testing.assert_allclose(cos_gap(drifted, CLEAN), want, rtol=0.01)
+    with FaultProxy(upstream_url, "nondeterministic", tolerance=tolerance) as proxy:
+        first, second = (vectors(post(proxy, {"input": TEXTS})) for _ in range(2))
+    np.testing.assert_allclose(cos_gap(first, CLEAN), want, rtol=0.01)
+    assert np.all(cos_gap(first, second) > 2 * tolerance)  # two independent moves
+    with FaultProxy(upstream_url, "unnormalized", tolerance=tolerance) as proxy:
+        scaled = vectors(post(proxy, {"input": TEXTS}))
+    np.testing.assert_allclose(np.linalg.norm(scaled, axis=1) - 1, want, rtol=0.01)
+
+
+def test_faults_tolerance_outside_any_dtype_is_refused():
+    with pytest.raises(ValueError, match="tolerance 0.5 must be in"):
+        resolve_fault("parity_drift", {}, tolerance=0.5)
+
+
 def test_faults_base64_byteswap_writes_big_endian(upstream_url):
     with FaultProxy(upstream_url, "base64_byteswap") as proxy:
         response = post(proxy, {"input": TEXTS, "encoding_format": "base64"})
@@ -223,11 +280,12 @@ def test_faults_flaky_5xx_fails_every_nth_request(upstream_url):
     assert codes == [200, 200, 503] * 3
 
 
-def test_faults_delay_waits_before_forwarding(upstream_url):
+def test_faults_delay_waits_before_forwarding(upstream_url, monkeypatch):
+    waits = []
+    monkeypatch.setattr(faults_module, "time", types.SimpleNamespace(sleep=waits.append))
     with FaultProxy(upstream_url, "delay", ms=150) as proxy:
-        t0 = time.perf_counter()
         assert post(proxy, {"input": TEXTS}).status_code == 200
-        assert time.perf_counter() - t0 >= 0.15
+    assert waits == [0.15] and proxy.state.applied == 1
 
 
 def test_faults_usage_miscount_adds_one_token(upstream_url):
@@ -247,6 +305,16 @@ def test_faults_errors_change_status_but_not_successes(upstream_url, fault, stat
     with FaultProxy(upstream_url, fault) as proxy:
         assert post(proxy, {"input": []}).status_code == status
         assert post(proxy, {"input": TEXTS}).status_code == 200
+
+
+def test_faults_fastapi_errors_refuse_with_422_and_a_detail_list(upstream_url):
+    """FastAPI's default validation body: still a refusal, not the OpenAI error shape."""
+    with FaultProxy(upstream_url, "fastapi_errors") as proxy:
+        refused = post(proxy, {"input": []})
+        assert post(proxy, {"input": TEXTS}).status_code == 200
+    assert refused.status_code == 422
+    assert refused.json() == {"detail": [{"type": "value_error", "loc": ["body"],
+                                          "msg": "bad request", "input": None}]}
 
 
 def test_faults_parity_drift_is_consistent_but_off(upstream_url):
@@ -298,7 +366,7 @@ def test_faults_cli_lists_every_fault(capsys):
 
 
 def test_faults_cli_serves_a_proxy_by_hand(upstream_url):
-    proc = subprocess.Popen([sys.executable, "-m", "embedgate.faults", "--upstream", upstream_url,
+    proc = subprocess.Popen([sys.executable, "-m", "embedgate.api.proxy", "--upstream", upstream_url,
                              "--fault", "unnormalized", "--param", "scale=3"],
                             stdout=subprocess.PIPE, text=True)
     try:

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from embedgate.gate import (DEFAULT_RULES, RuleError, check, evaluate, figures_from_benchmark_json,
+from embedgate.perf.rules import (DEFAULT_RULES, RuleError, check, evaluate, figures_from_benchmark_json,
                             load_baseline, machine_differences, parse_rule, parse_rules, rules_for)
 
 
@@ -53,9 +53,10 @@ def test_rule_unknown_metric_without_sign_is_refused():
     assert parse_rule("mystery:+10%").rise_fails  # any numeric extra_info field, with a sign
 
 
-def test_default_rules_are_p95_and_peak_memory_plus_10_percent():
+def test_default_rules_are_p95_and_peak_memory_plus_10_percent_and_capacity_minus_10():
     assert [r.text for r in parse_rules(DEFAULT_RULES)] == ["p95_ms:+10%",
-                                                            "peak_memory_bytes:+10%"]
+                                                            "peak_memory_bytes:+10%",
+                                                            "capacity/*:max_rate_rps:-10%"]
 
 
 # -- verdicts -------------------------------------------------------------------------------------
@@ -90,28 +91,61 @@ def test_memory_message_is_in_mib():
     assert "baseline 1024.0 MiB, now 1200.0 MiB" in finding.message()
 
 
-def test_round_median_needs_min_rounds_in_both_runs():
+def test_round_median_with_too_few_rounds_is_unjudged_and_fails_the_gate():
+    """Fail closed (issue 17): a run with fewer rounds than the minimum cannot pass the gate."""
     rule = parse_rule("p95_ms:+10%")
-    base = figs(latency_p95_ms_round_median=20.0)
-    finding = check("startup", rule, base, {**figs(latency_p95_ms_round_median=90.0), "rounds": 1},
+    base = {"latency/short": figs(latency_p95_ms_round_median=20.0)}
+    now = {"latency/short": {**figs(latency_p95_ms_round_median=20.0), "rounds": 2}}
+    finding = check("latency/short", rule, base["latency/short"], now["latency/short"],
                     min_rounds=3)
-    assert finding.status == "skip"
-    assert "1 timed round(s) in the current run, the gate needs at least 3" in finding.reason
+    assert finding.status == "unjudged"
+    assert "2 timed round(s) in the current run, the gate needs at least 3" in finding.reason
+    report = evaluate(base, now, [rule], min_rounds=3)
+    assert not report.ok and report.failures == [finding]
+    assert report.lines()[1].startswith("FAIL latency/short: p95_ms UNJUDGED: 2 timed round(s)")
 
 
-def test_null_figure_is_skipped_with_its_reason_never_compared_as_zero():
+def test_unjudged_rules_pass_only_when_explicitly_allowed():
+    rule = parse_rule("p95_ms:+10%")
+    base = {"s": figs(latency_p95_ms_round_median=20.0)}
+    now = {"s": {**figs(latency_p95_ms_round_median=20.0), "rounds": 1}}
+    report = evaluate(base, now, [rule], allow_unjudged=True)
+    assert report.ok and len(report.of("unjudged")) == 1
+    assert report.lines()[0] == ("perf gate: 0 failed, 0 passed, 1 unjudged (allowed), 0 not "
+                                 "gated (1 checks)")
+
+
+def test_single_sample_scenario_is_left_out_of_round_medians_by_design():
+    """startup has one sample per launch by design: not gated by P95, and not unjudged."""
+    rule = parse_rule("p95_ms:+10%")
+    single = {**figs(latency_p95_ms_round_median=90.0), "rounds": 1,
+              "round_median_not_gated": "one cold sample per launch"}
+    finding = check("startup", rule, figs(latency_p95_ms_round_median=20.0), single)
+    assert finding.status == "skip" and finding.reason == "one cold sample per launch"
+    assert evaluate({"startup": figs()}, {"startup": single}, [rule]).ok
+
+
+def test_null_figure_is_unjudged_with_its_reason_never_compared_as_zero():
     rule = parse_rule("peak_vram_process_bytes:+10%")
     finding = check("batch/8", rule, figs(peak_vram_process_bytes=None,
                                           vram_null_reason="NVML is not available"),
                     figs(peak_vram_process_bytes=None, vram_null_reason="NVML is not available"))
-    assert finding.status == "skip" and "NVML is not available" in finding.reason
+    assert finding.status == "unjudged" and "NVML is not available" in finding.reason
 
 
 def test_memory_of_different_kinds_is_not_compared():
     finding = check("batch/8", parse_rule("peak_memory_bytes:+10%"),
                     {"peak_memory_bytes": 100, "peak_memory_source": "nvml"},
                     {"peak_memory_bytes": 500, "peak_memory_source": "psutil: PSS"})
-    assert finding.status == "skip" and "not comparable" in finding.reason
+    assert finding.status == "unjudged" and "not comparable" in finding.reason
+
+
+def test_gate_that_judged_nothing_fails():
+    report = evaluate({"a": figs(latency_p95_ms_round_median=1.0)},
+                      {"b": figs(latency_p95_ms_round_median=1.0)}, parse_rules(["p95_ms:+10%"]))
+    assert not report.ok
+    assert report.failures[0].message() == ("(all): any UNJUDGED: nothing was judged: no "
+                                            "scenario of this run (1) is in the baseline (1)")
 
 
 def test_scoped_rule_replaces_the_unscoped_one_for_its_scenarios():
@@ -135,7 +169,7 @@ def test_evaluate_collects_every_failure_and_warns_on_unmatched_scenarios():
     assert not report.ok
     assert report.warnings == ["new: not in the baseline, nothing to compare",
                                "gone: in the baseline but not run now"]
-    assert report.lines()[0] == "perf gate: 2 failed, 2 passed, 0 not gated (4 checks)"
+    assert report.lines()[0] == "perf gate: 2 failed, 2 passed, 0 unjudged, 0 not gated (4 checks)"
 
 
 def test_same_figures_pass_every_default_rule():
@@ -207,3 +241,26 @@ def test_failure_notes_when_the_rule_is_tighter_than_the_scenario_noise():
     assert finding.status == "fail"
     assert finding.message().endswith("(its rounds spread up to 73% within a run: the rule is "
                                       "tighter than this scenario's noise)")
+
+
+def test_capacity_max_rate_is_gated_by_default_and_a_halved_capacity_fails():
+    # issue 13: a candidate with half the capacity fails even when its idle latency is fine
+    idle = {"latency_p95_ms_round_median": 12.0, "peak_memory_bytes": 2**31, "rounds": 3}
+    base = {"capacity/open_loop": {**idle, "max_rate_rps_round_median": 200.0}}
+    half = {"capacity/open_loop": {**idle, "max_rate_rps_round_median": 100.0}}
+    same = {"capacity/open_loop": {**idle, "max_rate_rps_round_median": 195.0}}
+    rules = parse_rules(DEFAULT_RULES)
+    failed = evaluate(base, half, rules).failures
+    assert [f.rule.text for f in failed] == ["capacity/*:max_rate_rps:-10%"]
+    assert "baseline 200.0 req/s, now 100.0 req/s (-50.0%)" in failed[0].message()
+    assert evaluate(base, same, rules).ok
+
+
+def test_capacity_scenario_skips_unscoped_latency_rules_by_design_and_judges_its_max_rate():
+    # its latency is per offered rate (load_curve), so p95_ms:+10% is skipped, never unjudged
+    design = {"rounds": 3, "round_median_not_gated": "latency is per offered rate",
+              "peak_memory_bytes": 1e9, "peak_memory_source": "pss"}
+    base = {"capacity/open_loop": {"max_rate_rps_round_median": 200.0, **design}}
+    same = {"capacity/open_loop": {"max_rate_rps_round_median": 195.0, **design}}
+    report = evaluate(base, same, parse_rules(DEFAULT_RULES))
+    assert report.ok and [f.status for f in report.findings] == ["skip", "pass", "pass"]

@@ -1,7 +1,9 @@
-"""Unit tests for embedgate.hf_server: HTTP contract with a fake encoder, plus
-one check of HFEncoder against sentence-transformers on the real MiniLM."""
+"""Unit tests for embedgate.serve.hf_server: HTTP contract with a fake encoder, the command
+line, plus one check of HFEncoder against sentence-transformers on the real MiniLM."""
 import base64
 import hashlib
+import subprocess
+import sys
 import threading
 import time
 
@@ -12,8 +14,8 @@ pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from embedgate import hf_server  # noqa: E402
-from embedgate.hf_server import create_app, is_loopback  # noqa: E402
+from embedgate.serve import hf_server  # noqa: E402
+from embedgate.serve.hf_server import create_app, is_loopback  # noqa: E402
 
 NAME = "fake-embed"
 MAX_TOKENS = 10
@@ -248,6 +250,17 @@ def test_loopback_and_cli_refusal(capsys):
         hf_server.main(["--model", "/nonexistent", "--host", "0.0.0.0", "--max-tokens", "8"])
     assert exc.value.code == 2
     assert "--allow-non-loopback" in capsys.readouterr().err
+
+
+def test_cli_runs_as_a_module_without_a_second_copy():
+    """backends.py launches `python -m embedgate.serve.hf_server`; runpy warns (here: fails)
+    when the package has already imported its own __main__."""
+    proc = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m",
+                           "embedgate.serve.hf_server", "--help"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("usage: python -m embedgate.serve.hf_server")
+    assert "--matryoshka-dims" in proc.stdout and "--allow-non-loopback" in proc.stdout
 
 
 def test_cli_parsing():

@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embedgate import metrics
-from embedgate.datasets import load_pairs
+from embedgate.quality import metrics
+from embedgate.quality.datasets import load_pairs
 
 ROOT = Path(__file__).resolve().parents[1]
 STS = ROOT / "fixtures" / "datasets" / "sts_en.tsv"
@@ -55,7 +55,32 @@ def test_metrics_pair_classification_equal_binary_classification_evaluator(
     b = st_model.encode(list(sts_pairs.sentence2))
     ours = metrics.pair_classification_scores(metrics.cosine_rows(a, b), labels)
     for key in ("ap", "accuracy", "f1", "precision", "recall"):
-        assert ours[key] == pytest.approx(theirs[f"cosine_{key}"], abs=1e-6), key
+        mine = "cosine_ap" if key == "ap" else key
+        assert ours[mine] == pytest.approx(theirs[f"cosine_{key}"], abs=1e-6), key
+
+
+def test_metrics_pair_classification_max_ap_equals_mteb():
+    """MTEB's main score for pair classification is max_ap, the best AP over cosine, dot,
+    euclidean and manhattan (issue #11): equal to mteb's own _compute_metrics, to 1e-12."""
+    mteb = pytest.importorskip("mteb")
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(300, 8))
+    labels = rng.integers(0, 2, 300)
+    # negatives point the same way but lie far away: distances rank them better than cosine
+    b = np.where(labels[:, None] == 1, a + rng.normal(0, 0.6, (300, 8)), 3 * a)
+    cols = metrics.pair_score_columns(a, b)
+    theirs = mteb.get_task("XNLI")._compute_metrics(
+        {"cosine_scores": list(cols["cosine"]), "similarity_scores": list(cols["cosine"]),
+         "dot_scores": list(cols["dot"]), "euclidean_distances": list(cols["euclidean"]),
+         "manhattan_distances": list(cols["manhattan"])}, list(labels))
+    ours = metrics.pair_classification_scores(cols["cosine"], labels, dot=cols["dot"],
+                                              euclidean=cols["euclidean"],
+                                              manhattan=cols["manhattan"])
+    for key in ("max_ap", "cosine_ap", "dot_ap", "euclidean_ap", "manhattan_ap"):
+        assert ours[key] == pytest.approx(theirs[key], abs=1e-12), key
+    assert theirs["max_ap"] > theirs["cosine_ap"] + 0.01  # the case where the two differ
+    assert metrics.PAIR_MAIN_SCORE["pair_classification"](
+        cols["cosine"], labels, cols["dot"], cols["euclidean"], cols["manhattan"]) == ours["max_ap"]
 
 
 def test_metrics_retrieval_equal_information_retrieval_evaluator(st_model, sts_pairs, tmp_path):
@@ -105,7 +130,7 @@ def test_metrics_best_accuracy_and_f1_by_hand():
 def test_metrics_nan_scores_give_nan_not_a_pass():
     sims = np.array([0.1, np.nan, 0.3])
     assert np.isnan(metrics.spearman(sims, [1, 2, 3]))
-    assert np.isnan(metrics.pair_classification_scores(sims, [1, 0, 1])["ap"])
+    assert np.isnan(metrics.pair_classification_scores(sims, [1, 0, 1])["max_ap"])
 
 
 def test_metrics_bootstrap_ci_is_seeded_and_brackets_the_score():
@@ -117,3 +142,26 @@ def test_metrics_bootstrap_ci_is_seeded_and_brackets_the_score():
     assert first == again
     assert first.low < metrics.spearman(sims, gold) < first.high
     assert 0.05 < first.high - first.low < 0.4
+
+
+def test_batched_main_scores_equal_the_scalar_ones_with_ties():
+    """compare's vectorised bootstrap uses these: equal to spearman / average_precision (which
+    equal MTEB's), ties included, as resampling with replacement makes them."""
+    from embedgate.quality.metrics import (average_precision, average_precision_batch, spearman,
+                                           spearman_batch)
+    rng = np.random.default_rng(11)
+    for _ in range(200):
+        n = int(rng.integers(3, 50))
+        labels = rng.integers(0, 2, n)
+        gold = np.round(rng.uniform(0, 5, n))
+        scores = np.round(rng.normal(size=n), int(rng.integers(0, 3)))
+        if labels.min() != labels.max():
+            assert average_precision_batch(scores, labels) == pytest.approx(
+                average_precision(scores, labels), abs=1e-12)
+        expected = spearman(scores, gold)
+        got = spearman_batch(scores, gold)
+        assert (np.isnan(expected) and np.isnan(got)) or got == pytest.approx(expected, abs=1e-12)
+    batch = rng.normal(size=(4, 30))
+    labels = np.r_[np.ones(15), np.zeros(15)]
+    assert average_precision_batch(batch, labels) == pytest.approx(
+        [average_precision(row, labels) for row in batch])

@@ -2,7 +2,7 @@
 
 import pytest
 
-from embedgate.model_profiles import ProfileError, available_profiles, load_profile
+from embedgate.models.profiles import ProfileError, available_profiles, load_profile
 
 SHIPPED = ["all-minilm-l6-v2", "tiny-qwen3", "qwen3-embedding-0.6b", "qwen3-embedding-4b",
            "qwen3-embedding-8b", "bge-m3", "bge-large-zh-v1.5", "mxbai-embed-large-v1"]
@@ -60,6 +60,11 @@ def test_profile_by_path_and_unknown_name(tmp_path):
     ('name="x"\nserved_name="x"\nembedding_dim=8\nmax_tokens=16\npooling="cls"\n'
      '[instructions]\nquery="Query: "\n', r"must contain \{text\}"),
     ('name = [', "not valid TOML"),
+    ('name="x"\nserved_name="x"\nembedding_dim=8\nmax_tokens=16\npooling="cls"\n'
+     '[not_applicable]\natec_zh = true\n', r"\[not_applicable\] \['atec_zh'\]: give the reason"),
+    ('name="x"\nserved_name="x"\nembedding_dim=8\nmax_tokens=16\npooling="cls"\n'
+     '[thresholds]\natec_zh = 0.3\n[not_applicable]\natec_zh = "Chinese"\n',
+     r"in both \[thresholds\] and \[not_applicable\]"),
 ])
 def test_profile_malformed_is_refused_with_file_and_field(tmp_path, body, match):
     path = tmp_path / "bad.toml"
@@ -74,3 +79,12 @@ def test_profile_missing_threshold_is_an_error_not_a_pass():
     assert p.threshold("sts_en") > 0
     with pytest.raises(ProfileError, match="no \\[thresholds\\] nope"):
         p.threshold("nope")
+
+
+def test_profile_english_only_models_mark_non_english_sets_not_applicable():
+    """Issue 17: an unsupported language is not applicable, with its reason, never a bar."""
+    for name in ("all-minilm-l6-v2", "all-mpnet-base-v2"):
+        p = load_profile(name)
+        assert set(p.not_applicable) == {"atec_zh", "xnli_multilingual", "xnli_crosslingual"}
+        assert all(v.startswith("English-only model") for v in p.not_applicable.values())
+        assert not set(p.not_applicable) & set(p.thresholds)

@@ -1,4 +1,4 @@
-"""Tests for embedgate.packaged_weights: model folders rebuilt from a zip split over pip packages.
+"""Tests for embedgate.models.packaged_weights: model folders rebuilt from a zip split over pip packages.
 
 The reassembly is tested on a small split zip laid out like the real packages (built here, on
 sys.path); the real all-mpnet-base-v2 test runs when its five packages are installed.
@@ -18,8 +18,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from embedgate import packaged_weights as pw  # noqa: E402
-from embedgate.model_profiles import load_profile  # noqa: E402
+from embedgate.models import packaged_weights as pw  # noqa: E402
+from embedgate.models.profiles import load_profile  # noqa: E402
 
 TOY = pw.SplitZipModel("toy-model", parts=3)
 PAYLOAD = random.Random(0).randbytes(30_000)

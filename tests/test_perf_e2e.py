@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from embedgate.faults import FaultProxy
-from embedgate.launcher import build_server
-from embedgate.model_profiles import load_profile
-from embedgate.settings import resolve
+from embedgate.api.proxy import FaultProxy
+from embedgate.serve.launch import build_server
+from embedgate.models.profiles import load_profile
+from embedgate.config.settings import resolve
 
 REPO = Path(__file__).resolve().parents[1]
 SUITE = REPO / "tests_perf" / "test_latency.py"
@@ -34,7 +34,7 @@ pytestmark = pytest.mark.skipif(
 def perf_run(cwd: Path, url: str, *extra: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EMBEDGATE_")}
     cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--rootdir", ".",
-           str(SUITE), "-m", "perf", "-k", "short", "--backend", "external", "--server-url", url,
+           str(SUITE), "-m", "perf", "-k", "short", "--embedgate-backend", "external", "--embedgate-server-url", url,
            "--embedgate-perf-rounds", "3", "--embedgate-perf-rule", "p95_ms:+50%", *extra]
     return subprocess.run(cmd, cwd=cwd, env=env, text=True, capture_output=True, timeout=300)
 

@@ -5,10 +5,14 @@ import signal
 import subprocess
 import sys
 import time
+import types
 
 import httpx
 import numpy as np
 import psutil
+import pytest
+
+from embedgate.perf import encode_rate
 
 from embedgate.perf.encode_rate import (TimingTransport, client_defaults, compare, paused,
                                         timed_kit_client)
@@ -16,44 +20,67 @@ from embedgate.perf.overhead import trivial_server
 from tests.test_perf_runner import FakeBenchmark
 
 
-def test_compare_alternates_and_reports_the_ratio_of_median_rates():
+class FakeClock:
+    """encode_rate's perf_counter, advanced by the fake encoders: timings exact, machine idle
+    or not."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self):
+        return self.now
+
+    def spend(self, seconds):
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    fake = FakeClock()
+    monkeypatch.setattr(encode_rate, "time", types.SimpleNamespace(
+        perf_counter=fake.perf_counter, monotonic=time.monotonic, sleep=time.sleep))
+    return fake
+
+
+def test_compare_alternates_and_reports_the_ratio_of_median_rates(clock):
     order = []
 
     def reference(texts):
         order.append("ref")
-        time.sleep(0.02)
+        clock.spend(0.02)
         return np.ones((len(texts), 3))
 
     def kit(texts):
         order.append("kit")
-        time.sleep(0.04)
+        clock.spend(0.04)
         return np.ones((len(texts), 3))
 
     figures = compare(FakeBenchmark(), kit=kit, reference=reference, sentences=["a"] * 10,
                       rounds=3, warmup_rounds=1)
     assert order == ["ref", "kit"] * 4
     assert figures["rounds"] == 3 and len(figures["kit_sentences_per_s_rounds"]) == 3
-    assert 0.35 < figures["encode_rate_ratio"] < 0.65
-    assert 0.35 < figures["encode_rate_ratio_median"] < 0.65
+    assert figures["encode_rate_ratio"] == pytest.approx(0.5)
+    assert figures["encode_rate_ratio_median"] == pytest.approx(0.5)
     assert len(figures["reference_foreign_cpu_pct_rounds"]) == 3
     assert figures["min_cosine_kit_vs_reference"] > 0.999
 
 
-def test_ratio_compares_best_rounds_so_one_contended_reference_round_cannot_flatter_the_kit():
+def test_ratio_compares_best_rounds_so_one_contended_reference_round_cannot_flatter_the_kit(
+        clock):
     ref_times = iter([0.01, 0.50, 0.50, 0.01])  # warm-up, two contended rounds, one clean
 
     def reference(texts):
-        time.sleep(next(ref_times))
+        clock.spend(next(ref_times))
         return np.ones((len(texts), 3))
 
     def kit(texts):
-        time.sleep(0.02)
+        clock.spend(0.02)
         return np.ones((len(texts), 3))
 
     figures = compare(FakeBenchmark(), kit=kit, reference=reference, sentences=["a"] * 10,
                       rounds=3, warmup_rounds=1)
-    assert figures["encode_rate_ratio"] < 0.7          # clean rounds: the kit is 2x slower
-    assert figures["encode_rate_ratio_median"] > 10    # medians would have said 25x faster
+    assert figures["encode_rate_ratio"] == pytest.approx(0.5)         # clean rounds: 2x slower
+    assert figures["encode_rate_ratio_median"] == pytest.approx(25.0)  # medians: 25x faster
 
 
 def test_paused_stops_the_server_and_always_resumes_it():

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 
 from embedgate.perf.memory import MemorySampler, ProcessTreeMemory
-from embedgate.perf.nvml import NvmlProbe, memory_fraction
+from embedgate.serve.gpu import NvmlProbe, memory_fraction
 
 GIB = 2**30
 

@@ -51,7 +51,7 @@ def test_gate_fails_the_run_and_names_scenario_figures_and_rule(suite, monkeypat
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines([
         "*embedgate perf gate (baseline: *base.json)*",
-        "perf gate: 1 failed, 1 passed, 0 not gated (2 checks)",
+        "perf gate: 1 failed, 1 passed, 0 unjudged, 0 not gated (2 checks)",
         "FAIL fake/one: p95_ms FAILED: baseline 10.00 ms, now 20.00 ms (+100.0%); "
         "rule p95_ms:+10% allows at most 11.00 ms"])
     gate = json.loads((suite.path / "now.json").read_text())["embedgate_perf"]["gate"]
@@ -62,7 +62,7 @@ def test_gate_passes_the_same_figures(suite, monkeypatch):
     base = baseline(suite, monkeypatch)
     result = run(suite, monkeypatch, 10.5, f"--embedgate-perf-baseline={base}")
     assert result.ret == 0
-    result.stdout.fnmatch_lines(["perf gate: 0 failed, 2 passed, 0 not gated (2 checks)"])
+    result.stdout.fnmatch_lines(["perf gate: 0 failed, 2 passed, 0 unjudged, 0 not gated (2 checks)"])
 
 
 def test_gate_peak_memory_rule_fails_on_more_memory(suite, monkeypatch):
@@ -72,12 +72,33 @@ def test_gate_peak_memory_rule_fails_on_more_memory(suite, monkeypatch):
     result.stdout.fnmatch_lines(["FAIL fake/one: peak_memory_bytes FAILED: *"])
 
 
-def test_gate_skips_round_medians_below_min_rounds(suite, monkeypatch):
+def test_gate_fails_a_scenario_with_fewer_rounds_than_the_minimum(suite, monkeypatch):
+    """Fail closed (issue 17): too few rounds to judge is not a pass."""
     base = baseline(suite, monkeypatch)
     result = run(suite, monkeypatch, 99.0, f"--embedgate-perf-baseline={base}", rounds=2)
-    assert result.ret == 0
-    result.stdout.fnmatch_lines(["skip fake/one: p95_ms not gated: 2 timed round(s) in the "
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["perf gate: 0 failed, 1 passed, 1 unjudged, 0 not gated *",
+                                 "FAIL fake/one: p95_ms UNJUDGED: 2 timed round(s) in the "
                                  "current run, the gate needs at least 3"])
+
+
+def test_gate_allows_unjudged_rules_only_when_asked(suite, monkeypatch):
+    base = baseline(suite, monkeypatch)
+    result = run(suite, monkeypatch, 99.0, f"--embedgate-perf-baseline={base}",
+                 "--embedgate-perf-allow-unjudged", rounds=2)
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["perf gate: 0 failed, 1 passed, 1 unjudged (allowed), *",
+                                 "allowed fake/one: p95_ms UNJUDGED: 2 timed round(s)*"])
+
+
+def test_gate_fails_when_pytest_benchmark_is_disabled(suite, monkeypatch):
+    """--benchmark-disable runs nothing the gate can judge: the gate fails, saying so."""
+    base = baseline(suite, monkeypatch)
+    result = run(suite, monkeypatch, 10.0, f"--embedgate-perf-baseline={base}",
+                 "--benchmark-disable")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["FAIL (all): any UNJUDGED: nothing was judged: pytest-benchmark "
+                                 "is disabled*"])
 
 
 def test_gate_rules_from_the_command_line_replace_the_defaults(suite, monkeypatch):
@@ -85,7 +106,7 @@ def test_gate_rules_from_the_command_line_replace_the_defaults(suite, monkeypatc
     result = run(suite, monkeypatch, 20.0, f"--embedgate-perf-baseline={base}",
                  "--embedgate-perf-rule=p95_ms:+150%")
     assert result.ret == 0
-    result.stdout.fnmatch_lines(["perf gate: 0 failed, 1 passed, 0 not gated (1 checks)"])
+    result.stdout.fnmatch_lines(["perf gate: 0 failed, 1 passed, 0 unjudged, 0 not gated (1 checks)"])
 
 
 def test_benchmark_compare_run_is_the_kit_baseline_too(suite, monkeypatch):
@@ -102,7 +123,8 @@ def test_json_carries_the_kit_section_without_a_baseline(suite, monkeypatch):
     base = baseline(suite, monkeypatch)
     doc = json.loads(base.read_text())
     assert doc["embedgate_perf"]["gate"] is None
-    assert doc["embedgate_perf"]["options"]["rules"] == ["p95_ms:+10%", "peak_memory_bytes:+10%"]
+    assert doc["embedgate_perf"]["options"]["rules"] == ["p95_ms:+10%", "peak_memory_bytes:+10%",
+                                                         "capacity/*:max_rate_rps:-10%"]
     assert doc["benchmarks"][0]["extra_info"]["scenario"] == "fake/one"
 
 

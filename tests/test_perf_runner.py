@@ -9,8 +9,8 @@ from embedgate.perf.options import PerfOptions
 from embedgate.perf.overhead import trivial_server
 from embedgate.perf.runner import PerfSession, missing_figures
 from embedgate.perf.scenarios import PLAN, Scenario
-from embedgate.perf.workload import WordStream, fallback_sentences
-from embedgate.server import ServerInfo
+from embedgate.perf.workload import WordStream, synthetic_sentences
+from embedgate.serve.lifecycle import ServerInfo
 from tests.test_perf_nvml import FakeNVML
 
 
@@ -41,7 +41,7 @@ def echo_server():
 def session(echo_server):
     recorded = {}
     s = PerfSession(echo_server, max_tokens=128, options=PerfOptions(perf_sample_ms=5),
-                    stream=WordStream(fallback_sentences()), record=recorded.__setitem__,
+                    stream=WordStream(synthetic_sentences()), record=recorded.__setitem__,
                     nvml_module=FakeNVML(init_error="NVML Shared Library Not Found"))
     s.recorded = recorded
     yield s
@@ -92,7 +92,7 @@ def test_disabled_benchmark_still_yields_figures(session):
 
 def test_rounds_option_overrides_the_plan(echo_server):
     s = PerfSession(echo_server, max_tokens=128, options=PerfOptions(perf_rounds=2),
-                    stream=WordStream(fallback_sentences()), record=lambda *a: None,
+                    stream=WordStream(synthetic_sentences()), record=lambda *a: None,
                     nvml_module=FakeNVML(init_error="x"))
     assert s.run(FakeBenchmark(), SMALL)["rounds"] == 2
 

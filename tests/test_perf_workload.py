@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from embedgate.perf.workload import (Calibrator, CalibrationError, WordStream, default_stream,
-                                     fallback_sentences, sentences_from_tsv, standard_lengths)
+from embedgate.perf.workload import (Calibrator, CalibrationError, MissingCorpusError, WordStream,
+                                     default_stream, sentences_from_tsv, standard_lengths,
+                                     synthetic_sentences)
+from embedgate.plugin.perf import CORPUS
 
 STS = Path(__file__).resolve().parents[1] / "fixtures" / "datasets" / "sts_en.tsv"
 
@@ -85,6 +87,25 @@ def test_bad_tsv_is_refused(tmp_path):
         sentences_from_tsv(tmp_path / "x.tsv")
 
 
-def test_missing_corpus_falls_back_to_deterministic_sentences(tmp_path):
-    assert default_stream(tmp_path / "none.tsv").words == WordStream(fallback_sentences()).words
-    assert fallback_sentences(3) == fallback_sentences(3)
+def test_perf_corpus_is_the_kit_sts_file():
+    # The workload texts are the shipped STS sentences, found through embedgate.resources.
+    assert CORPUS.name == "sts_en.tsv"
+    assert default_stream(CORPUS).words == WordStream(sentences_from_tsv(STS)).words
+
+
+def test_missing_corpus_is_an_error_naming_the_path_and_where_it_ships(tmp_path):
+    # Another text set would silently change every figure and baseline: never substitute one.
+    missing = tmp_path / "sts_en.tsv"
+    with pytest.raises(MissingCorpusError) as info:
+        default_stream(missing)
+    message = str(info.value)
+    assert f"perf workload corpus not found: {missing}." in message
+    assert "fixtures/datasets/sts_en.tsv in the checkout" in message
+    assert "embedgate/fixtures/datasets/sts_en.tsv in the wheel" in message
+    assert isinstance(info.value, FileNotFoundError)
+
+
+def test_synthetic_sentences_are_deterministic_and_bounded():
+    sentences = synthetic_sentences(50, seed=3)
+    assert sentences == synthetic_sentences(50, seed=3) != synthetic_sentences(50, seed=4)
+    assert all(6 <= len(s.split()) <= 14 and s.endswith(".") for s in sentences)

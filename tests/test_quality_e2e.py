@@ -20,37 +20,52 @@ SHARED = ROOT.parent / "shared" / "data"
 XNLI_LANGS = ("en", "zh", "ar")
 
 
+APPLICABLE_TO_MINILM = ("sts_en", "code_search", "crosslingual_retrieval")
+
+
 @needs_vllm
 def test_quality_embedded_default_passes_and_writes_the_report(quality_run):
+    """Every applicable check passes, each clearing its random-encoder null with its CI's lower
+    bound; the English-only model's other sets are skipped as not applicable, saying why."""
     result, reports = quality_run("all-minilm-l6-v2")
     out = result.stdout
     assert result.returncode == 0, out[-3000:]
-    table = out[out.index("embedgate quality"):]
-    assert table.count("PASS") == 20 and "FAIL" not in table
+    table = out[out.index("embedgate quality"):out.index("short test summary")]
+    assert table.count("PASS") == len(APPLICABLE_TO_MINILM) and "FAIL" not in table
+    assert "not applicable to this profile: atec_zh, xnli_multilingual, xnli_crosslingual" in out
     report = json.loads((reports / "quality.json").read_text())
     assert report["backend"] == "vllm" and report["server_version"].startswith("vllm")
     for name, entry in report["datasets"].items():
-        assert entry["passed"] is True and entry["ci"]["low"] <= entry["score"], name
+        expected = "pass" if name in APPLICABLE_TO_MINILM else "not_applicable"
+        assert entry["status"] == expected and entry["ci"]["low"] <= entry["score"], name
         assert len(entry["items"]["ids"]) == entry["n"] and len(entry["dataset"]["sha256"]) == 64
+        assert entry["null"]["n"] == entry["n"] and entry["null"]["draws"] == 10_000
+        if expected == "pass":
+            assert entry["ci"]["low"] > entry["null"]["p99"] and entry["threshold"] > \
+                entry["null"]["p99"], name
     assert report["datasets"]["code_search"]["baseline_bm25"]["ndcg_at_10"] > 0
 
 
 @needs_vllm
-def test_quality_random_tiny_qwen3_fails_readably(quality_run):
+def test_quality_random_tiny_qwen3_fails_every_check_readably(quality_run):
+    """The random model fails every applicable check (all of them: its profile marks none not
+    applicable), each with the score, CI, bar, the null beside it and n."""
+    from embedgate.quality.tasks import builtin_tasks
     result, reports = quality_run("tiny-qwen3")
     out = result.stdout
     assert result.returncode == 1, out[-3000:]
     assert "served as 'tiny-qwen3-embedding'" in out
-    for task in ("sts_en", "code_search", "crosslingual_retrieval"):
-        assert f"FAILED tests_quality/test_quality.py::test_quality_meets_threshold[{task}]" \
-            in out or f"test_quality_meets_threshold[{task}] - " in out, task
-    assert "sts_en: spearman" in out and "is below the threshold 0.43 (profile [thresholds] " \
-                                         "sts_en, profile 'tiny-qwen3')" in out
-    assert "95% CI" in out and "n=180" in out
+    names = [t.name for t in builtin_tasks()]
+    for task in names:
+        assert f"test_quality_meets_threshold[{task}] - " in out, task
+    assert f"{len(names)} failed in " in out and " passed" not in out.splitlines()[-1]
+    assert "sts_en: spearman" in out and "(profile [thresholds] sts_en) (profile 'tiny-qwen3')" in out
+    assert "random-encoder null p99 0.1805" in out and "95% CI" in out and "n=180" in out
     report = json.loads((reports / "quality.json").read_text())
-    assert report["profile"] == "tiny-qwen3" and report["datasets"]["sts_en"]["passed"] is False
-    table = out[out.index("embedgate quality"):]
-    assert "FAIL" in table and "code_search" in table
+    assert report["profile"] == "tiny-qwen3"
+    assert {n: e["status"] for n, e in report["datasets"].items()} == {n: "fail" for n in names}
+    table = out[out.index("embedgate quality"):out.index("short test summary")]
+    assert table.count("FAIL") == len(names) and "PASS" not in table
 
 
 def _st_scores(model, data, kind: str, tmp_path: Path) -> float:
@@ -73,17 +88,18 @@ def _st_scores(model, data, kind: str, tmp_path: Path) -> float:
 @pytest.mark.skipif(not SHARED.is_dir(), reason=f"real dev splits not present at {SHARED}")
 def test_quality_real_dev_splits_match_sentence_transformers(tmp_path):
     """ATEC validation (20,000 pairs) and XNLI dev through vLLM vs in-process ST: to 1e-3."""
-    from embedgate.datasets import load_pairs
+    from embedgate.quality.datasets import load_pairs
     entries = [f"name=atec_validation task=sts path={SHARED / 'atec' / 'validation.tsv'} "
                f"columns=sentence1,sentence2,label"]
     entries += [f"name=xnli_dev_{lang} task=pair_classification format=xnli "
                 f"path={SHARED / 'xnli_dev' / f'dev.{lang}.tsv'}" for lang in XNLI_LANGS]
-    args = [str(SUITE), "-m", "quality", "--backend", "vllm", "-k", "atec_validation or xnli_dev"]
+    args = [str(SUITE), "-m", "quality", "--embedgate-backend", "vllm", "-k",
+            "atec_validation or xnli_dev", "--embedgate-record-only"]
     for entry in entries:
-        args += ["--dataset", entry]
+        args += ["--embedgate-dataset", entry]
     result = run_pytest(tmp_path, *args, timeout=1500)
     out = result.stdout
-    assert result.returncode == 0, out[-3000:]  # no thresholds given: scored and skipped
+    assert result.returncode == 0, out[-3000:]  # no thresholds, record-only: scored, skipped
     assert "encoding atec_validation:" in out  # progress for the large set
     report = json.loads((tmp_path / "reports" / "quality.json").read_text())["datasets"]
     assert report["atec_validation"]["n"] == 20000

@@ -1,9 +1,10 @@
-"""embedgate.reference (issue 4): the in-process model the api suite's parity checks trust.
+"""embedgate.models.reference (issue 4): the in-process model the api suite's parity checks trust.
 
 The reference is only worth something if it is right, so it is checked against
 sentence-transformers itself, across its two paths (sentence-transformers and plain transformers
 with the profile's pooling), and for what it refuses: a profile that disagrees with the model
-files, and weights that are not on this machine.
+files, and weights that are not on this machine. The pooling it shares with the `hf` backend
+(embedgate.models.loading) is checked on small hand-made tensors.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ import shutil
 import numpy as np
 import pytest
 
-from embedgate.model_profiles import load_profile
-from embedgate.reference import (ReferenceEncoder, ReferenceMismatch, ReferenceTokenizer,
-                                 ReferenceUnavailable, formatted, load_tokenizer,
-                                 resolve_model_dir)
+from embedgate.models import loading
+from embedgate.models.profiles import POOLINGS, load_profile
+from embedgate.models.reference import (ReferenceEncoder, ReferenceMismatch, ReferenceTokenizer,
+                                        ReferenceUnavailable, formatted, load_tokenizer,
+                                        resolve_model_dir)
 
 pytest.importorskip("sentence_transformers")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -32,7 +34,7 @@ def minilm_dir():
 
 @pytest.fixture(scope="module")
 def qwen_dir(tmp_path_factory):
-    from embedgate import tiny_qwen
+    from embedgate.models import tiny_qwen
 
     try:
         return tiny_qwen.build(tmp_path_factory.mktemp("cache"))
@@ -47,7 +49,7 @@ def test_reference_resolves_the_servers_directory_first(minilm_dir, tmp_path):
 
 
 def test_reference_falls_back_to_packaged_weights_for_a_served_name(minilm_dir, tmp_path):
-    """--backend external only knows the served name; the profile's packaged weights match it."""
+    """--embedgate-backend external only knows the served name; the profile's packaged weights match it."""
     got = resolve_model_dir(load_profile("all-minilm-l6-v2"), server_model="all-MiniLM-L6-v2",
                             cli_model=None, cache_dir=tmp_path)
     assert os.path.samefile(got, minilm_dir)
@@ -126,3 +128,66 @@ def test_reference_formats_queries_with_the_profile_instruction():
     profile = load_profile("qwen3-embedding-0.6b")
     assert formatted(profile, ["q"], kind="query", task="T") == ["Instruct: T\nQuery:q"]
     assert formatted(profile, ["d"]) == ["d"]
+
+
+# --- embedgate.models.loading: pooling and model detection, shared with the hf backend -------
+
+def _hidden():
+    import torch
+
+    # 2 rows x 3 tokens x 2 dims; row 0 has 2 real tokens, row 1 has 3.
+    hidden = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]],
+                           [[5.0, 6.0], [7.0, 8.0], [9.0, 10.0]]])
+    return hidden, torch.tensor([[1, 1, 0], [1, 1, 1]])
+
+
+def test_loading_mean_pooling_ignores_padding():
+    hidden, mask = _hidden()
+    got = loading.pool(hidden, mask, "mean")
+    np.testing.assert_allclose(got.numpy(), [[2.0, 3.0], [7.0, 8.0]])
+
+
+def test_loading_cls_pooling_takes_the_first_token():
+    hidden, mask = _hidden()
+    np.testing.assert_allclose(loading.pool(hidden, mask, "cls").numpy(), [[1.0, 2.0], [5.0, 6.0]])
+
+
+def test_loading_last_pooling_takes_each_rows_last_real_token_under_either_padding():
+    """Qwen3-Embedding pools the last token; a padded batch must not read a pad."""
+    import torch
+
+    hidden, mask = _hidden()
+    np.testing.assert_allclose(loading.pool(hidden, mask, "last").numpy(), [[3.0, 4.0], [9.0, 10.0]])
+    left = torch.tensor([[[100.0, 100.0], [1.0, 2.0], [3.0, 4.0]]])
+    np.testing.assert_allclose(loading.pool(left, torch.tensor([[0, 1, 1]]), "last").numpy(),
+                               [[3.0, 4.0]])
+
+
+def test_loading_knows_every_profile_pooling():
+    assert set(loading.ST_POOLING) == set(POOLINGS)
+
+
+class Pooling:  # named as sentence-transformers' module, which is how it is found
+    def __init__(self, mode=None, legacy_mode=None):
+        self.pooling_mode = mode
+        if legacy_mode:
+            self.get_pooling_mode_str = lambda: legacy_mode
+
+
+def test_loading_reports_only_a_pooling_that_disagrees():
+    assert loading.st_pooling_mismatch([object(), Pooling("mean")], "mean") is None
+    assert loading.st_pooling_mismatch([object(), Pooling("lasttoken")], "last") is None
+    assert loading.st_pooling_mismatch([object(), Pooling("mean")], "cls") == "mean"
+    assert loading.st_pooling_mismatch([Pooling(legacy_mode="cls")], "mean") == "cls"
+    assert loading.st_pooling_mismatch([object()], "mean") is None  # no Pooling module
+
+
+def test_loading_detects_a_sentence_transformers_dir(tmp_path):
+    assert not loading.has_st_modules(str(tmp_path))
+    (tmp_path / "modules.json").write_text("[]")
+    assert loading.has_st_modules(str(tmp_path))
+
+
+def test_loading_l2_normalize_keeps_zero_rows():
+    got = loading.l2_normalize(np.array([[3.0, 4.0], [0.0, 0.0]]))
+    np.testing.assert_allclose(got, [[0.6, 0.8], [0.0, 0.0]])

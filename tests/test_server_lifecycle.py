@@ -13,7 +13,7 @@ import httpx
 import psutil
 import pytest
 
-from embedgate.server import (EmbeddingServer, ExternalServer, ServerInfo, ServerStartError,
+from embedgate.serve.lifecycle import (EmbeddingServer, ExternalServer, ServerInfo, ServerStartError,
                               free_port)
 
 STUB = textwrap.dedent("""

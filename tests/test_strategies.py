@@ -1,4 +1,4 @@
-"""embedgate.strategies (issue 4, "Fuzzing"): the inputs reach every kind the issue lists,
+"""embedgate.api.strategies (issue 4, "Fuzzing"): the inputs reach every kind the issue lists,
 stay within their bounds, and bad bounds are refused up front."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from hypothesis import find, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
-from embedgate import strategies as eg
+from embedgate.api import strategies as eg
 
 QUICK = settings(max_examples=60, deadline=None, database=None, derandomize=True)
 

@@ -1,4 +1,4 @@
-"""Tests for embedgate.tiny_qwen: the offline tiny Qwen3 embedding checkpoint."""
+"""Tests for embedgate.models.tiny_qwen: the offline tiny Qwen3 embedding checkpoint."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from embedgate import tiny_qwen  # noqa: E402
+from embedgate.models import tiny_qwen  # noqa: E402
 
 EOS = "<|endoftext|>"
 TEXTS = ["hello world", "你好", "A somewhat longer sentence, so that a batch needs left padding."]
@@ -54,7 +54,7 @@ def test_layout_and_name(built):
                  "config_sentence_transformers.json", "README.md"]:
         assert (model_dir / name).is_file(), name
     assert "random" in (model_dir / "README.md").read_text().lower()
-    assert "embedgate.tiny_qwen" in (model_dir / "README.md").read_text()
+    assert "embedgate.models.tiny_qwen" in (model_dir / "README.md").read_text()
     size = sum(p.stat().st_size for p in model_dir.rglob("*") if p.is_file())
     assert size < 60 * 2**20
     assert not [p for p in model_dir.parent.iterdir() if p.name.startswith(".tmp-")]

@@ -8,6 +8,8 @@ make them match), and ids with it must.
 
 import pytest
 
+from embedgate.api.findings import miscount
+
 pytestmark = pytest.mark.api
 
 TEXTS = ["The cat sat on the mat.", "银行在河边。", "What is the capital of France?"]
@@ -42,7 +44,7 @@ def test_decoder_token_ids_without_eos_do_not_match_the_text(api, reference_toke
         got, ex = api.embed(ids)
         used = ex.body.get("usage", {}).get("prompt_tokens")
         assert used == len(ids), api.finding(
-            "token ids were not embedded as sent", sent=ex.request,
+            f"usage of token ids without the EOS was {miscount(used, len(ids))}", sent=ex.request,
             got=f"usage.prompt_tokens {used} for {len(ids)} ids",
             expected=f"{len(ids)}: the server must not append {list(eos)} to token-id input")
         gap = 1.0 - float(got[0] @ text_vec) / max(

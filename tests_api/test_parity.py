@@ -8,7 +8,7 @@ EOS, a bad kernel) fail only here.
 
 import pytest
 
-from embedgate.reference import formatted
+from embedgate.models.reference import formatted
 
 pytestmark = pytest.mark.api
 

@@ -23,7 +23,7 @@ import httpx
 import numpy as np
 import psutil
 
-from embedgate.client import EmbeddingClient
+from embedgate.serve.client import EmbeddingClient
 from embedgate.perf.stats import latency_figures, median, round_figures, spread_pct
 
 Encode = Callable[[Sequence[str]], np.ndarray]
@@ -61,11 +61,11 @@ class TimingTransport(httpx.BaseTransport):
         self.inner.close()
 
 
-def client_defaults() -> dict[str, int]:
-    """EmbeddingClient's default batch size and concurrency: what a user of the kit gets."""
+def client_defaults() -> dict[str, Any]:
+    """EmbeddingClient's default batch size, concurrency and encoding: what a user of the kit
+    (and every quality run) gets."""
     params = inspect.signature(EmbeddingClient).parameters
-    return {"batch_size": params["batch_size"].default,
-            "concurrency": params["concurrency"].default}
+    return {k: params[k].default for k in ("batch_size", "concurrency", "encoding_format")}
 
 
 def timed_kit_client(base_url: str, model: str, *, api_key: str | None

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 from urllib.parse import urlsplit
 
-from embedgate.client import auth_headers
+from embedgate.serve.client import auth_headers
 
 _TOKENS = re.compile(rb'"prompt_tokens"\s*:\s*(\d+)')
 _MAX_ERRORS_KEPT = 5
@@ -55,9 +55,19 @@ class LoadResult:
         return len(self.latencies_s)
 
 
+# Servers close keep-alive connections idle this long (uvicorn: 5 s); the client stops reusing
+# them earlier, so a request is never written into a connection the server is closing.
+STALE_AFTER_S = 3.0
+
+
 class _Connection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
         self.reader, self.writer = reader, writer
+        self.last_used = time.monotonic()
+
+    @property
+    def stale(self) -> bool:
+        return time.monotonic() - self.last_used > STALE_AFTER_S
 
     def close(self) -> None:
         self.writer.close()
@@ -96,6 +106,16 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes, bool
 def count_embeddings(body: bytes) -> int:
     """Items in an embeddings answer: each has exactly one ``"index"`` key."""
     return body.count(b'"index"')
+
+
+def answer_error(req: PreparedRequest, status: int, body: bytes) -> str | None:
+    """Why an answer does not count as a served request (None when it does): a fast 500 or a
+    short answer must never pass as a fast answer."""
+    if status != 200:
+        return f"HTTP {status}: {body[:300].decode(errors='replace')}"
+    if count_embeddings(body) != req.n_inputs:
+        return f"sent {req.n_inputs} inputs, got {count_embeddings(body)} embeddings back"
+    return None
 
 
 def usage_tokens(body: bytes) -> int | None:
@@ -159,11 +179,18 @@ class LoadGenerator:
         request when its previous one is answered). A fixed request count, not a fixed time."""
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
+        self._drop_stale()
         if len(self._idle) < min(concurrency, len(requests)):
             self.warm_connections(min(concurrency, len(requests)))
         return self._loop.run_until_complete(self._run(requests, concurrency, keep_first_body))
 
+    def _drop_stale(self) -> None:
+        for conn in [c for c in self._idle if c.stale]:
+            conn.close()
+            self._idle.remove(conn)
+
     async def _open_up_to(self, count: int) -> None:
+        self._drop_stale()
         missing = count - len(self._idle)
         if missing > 0:
             opened = await asyncio.gather(*(self._connect() for _ in range(missing)))
@@ -205,12 +232,9 @@ class LoadGenerator:
                     conn = None
                     continue
                 latencies[i] = time.perf_counter() - t0
-                if status != 200:
-                    self._note(state, errors, f"request {i}: HTTP {status}: "
-                                              f"{body[:300].decode(errors='replace')}")
-                elif count_embeddings(body) != req.n_inputs:
-                    self._note(state, errors, f"request {i}: sent {req.n_inputs} inputs, got "
-                                              f"{count_embeddings(body)} embeddings back")
+                problem = answer_error(req, status, body)
+                if problem:
+                    self._note(state, errors, f"request {i}: {problem}")
                 else:
                     tokens[i] = usage_tokens(body)
                     if keep_first_body and state["first"] is None:
@@ -219,6 +243,7 @@ class LoadGenerator:
                     conn.close()
                     conn = None
             if conn is not None:
+                conn.last_used = time.monotonic()
                 self._idle.append(conn)
 
         cpu0 = time.thread_time()

@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 import psutil
 
-from embedgate.perf.nvml import NvmlProbe
+from embedgate.serve.gpu import NvmlProbe
 from embedgate.perf.stats import downsample_max
 
 TREE_REFRESH_S = 1.0
@@ -44,8 +44,13 @@ class MachineLoad:
     the server; the gate says so. An external server's CPU cannot be told apart: None then.
     """
 
-    def __init__(self, tree: "ProcessTreeMemory"):
+    def __init__(self, tree: "ProcessTreeMemory", *,
+                 busy: Callable[[], float] = lambda: _busy_s(psutil.cpu_times()),
+                 own: Callable[[], float] | None = None,
+                 clock: Callable[[], float] = time.monotonic):
         self.tree = tree
+        self._busy, self._own_now = busy, own or self._own
+        self._clock = clock
         self._start: tuple[float, float, float] | None = None
 
     @staticmethod
@@ -61,7 +66,7 @@ class MachineLoad:
         return total
 
     def start(self) -> None:
-        self._start = (time.monotonic(), _busy_s(psutil.cpu_times()), self._own())
+        self._start = (self._clock(), self._busy(), self._own_now())
 
     def stop(self) -> dict[str, Any]:
         if self.tree.root_pid is None:
@@ -71,8 +76,8 @@ class MachineLoad:
         if self._start is None:
             return {"foreign_cpu_pct": None}
         t0, busy0, own0 = self._start
-        wall = time.monotonic() - t0
-        foreign = (_busy_s(psutil.cpu_times()) - busy0) - (self._own() - own0)
+        wall = self._clock() - t0
+        foreign = (self._busy() - busy0) - (self._own_now() - own0)
         return {"foreign_cpu_pct": max(0.0, foreign / wall * 100.0) if wall > 0 else None,
                 "machine_cpus": psutil.cpu_count()}
 
@@ -81,13 +86,15 @@ class ProcessTreeMemory:
     """RSS/PSS of a process and its descendants; children are re-listed every second.
 
     root: the root PID, None (nothing to measure: an external server), or a callable giving the
-    PID once it exists (a server being launched).
+    PID once it exists (a server being launched). extra_roots: the other trees of a topology
+    (its replicas, serve.fleet), summed with the root's.
     """
 
     def __init__(self, root: int | None | Callable[[], int | None], *,
-                 include_children: bool = True):
+                 include_children: bool = True, extra_roots: tuple[int, ...] = ()):
         self._root = root
         self.include_children = include_children
+        self.extra_roots = tuple(extra_roots)
         self._procs: list[psutil.Process] = []
         self._listed_at = float("-inf")
 
@@ -101,12 +108,14 @@ class ProcessTreeMemory:
             pid = self.root_pid
             if pid is None:
                 return []
-            try:
-                root = psutil.Process(pid)
-                self._procs = [root, *(root.children(recursive=True)
-                                       if self.include_children else ())]
-            except psutil.Error:
-                self._procs = []
+            self._procs = []
+            for root_pid in (pid, *self.extra_roots):
+                try:
+                    root = psutil.Process(root_pid)
+                    self._procs += [root, *(root.children(recursive=True)
+                                            if self.include_children else ())]
+                except psutil.Error:
+                    continue
             self._listed_at = now
         return self._procs
 

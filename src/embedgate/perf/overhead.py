@@ -20,7 +20,7 @@ from embedgate.perf.loadgen import LoadGenerator, LoadResult, raise_on_errors
 from embedgate.perf.memory import MemorySampler, ProcessTreeMemory
 from embedgate.perf.runner import summarize
 from embedgate.perf.scenarios import OVERHEAD_REQUESTS, OVERHEAD_ROUNDS, OVERHEAD_WARMUP
-from embedgate.server import free_port
+from embedgate.serve.lifecycle import free_port
 
 
 def cpu_plan() -> tuple[int | None, int | None]:
@@ -47,9 +47,13 @@ def pinned_thread(cpu: int | None) -> Iterator[None]:
 
 @contextlib.contextmanager
 def trivial_server(*, dim: int = 384, cpu: int | None = None, timeout_s: float = 30.0,
-                   echo_max_tokens: int | None = None) -> Iterator[str]:
+                   echo_max_tokens: int | None = None, leak_bytes: int = 0,
+                   service_ms: float | None = None,
+                   served_name: str | None = None) -> Iterator[str]:
     """Run embedgate.perf.trivial_server in a child process; yields its base URL.
-    echo_max_tokens: run it in --echo mode (a stand-in server for the kit's tests)."""
+    echo_max_tokens: run it in --echo mode (a stand-in server for the kit's tests);
+    leak_bytes: keep that much per request (a leaking server);
+    service_ms: one request at a time, this long each (a server that saturates)."""
     port = free_port()
     read_fd, write_fd = os.pipe()
     cmd = [sys.executable, "-m", "embedgate.perf.trivial_server", "--port", str(port),
@@ -58,6 +62,12 @@ def trivial_server(*, dim: int = 384, cpu: int | None = None, timeout_s: float =
         cmd += ["--cpu", str(cpu)]
     if echo_max_tokens is not None:
         cmd += ["--echo", "--max-tokens", str(echo_max_tokens)]
+    if leak_bytes:
+        cmd += ["--leak-bytes", str(leak_bytes)]
+    if service_ms is not None:
+        cmd += ["--service-ms", str(service_ms)]
+    if served_name is not None:
+        cmd += ["--served-name", served_name]
     proc = subprocess.Popen(cmd, pass_fds=(write_fd,), stdin=subprocess.DEVNULL)
     os.close(write_fd)
     try:

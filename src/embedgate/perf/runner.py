@@ -13,15 +13,17 @@ from typing import Any, Callable
 
 import httpx
 
-from embedgate.client import auth_headers
+from embedgate.serve.client import auth_headers
+from embedgate.perf import soak
 from embedgate.perf.loadgen import LoadGenerator, LoadResult, raise_on_errors, usage_tokens
+from embedgate.perf.locust_load import LocustGenerator
 from embedgate.perf.memory import MemorySampler, ProcessTreeMemory
-from embedgate.perf.nvml import NvmlProbe, memory_fraction
+from embedgate.serve.gpu import NvmlProbe, memory_fraction
 from embedgate.perf.options import PerfOptions
 from embedgate.perf.scenarios import STARTUP_WARM_REQUESTS, Scenario
 from embedgate.perf.stats import latency_figures, round_figures
 from embedgate.perf.workload import Calibrator, TextLength, WordStream, standard_lengths
-from embedgate.server import ServerInfo
+from embedgate.serve.lifecycle import ServerInfo
 
 Record = Callable[[str, dict[str, Any]], None]
 
@@ -61,14 +63,12 @@ class PerfSession:
     def __init__(self, server: ServerInfo, *, max_tokens: int, options: PerfOptions,
                  stream: WordStream, record: Record, api_key: str | None = None,
                  nvml_module: Any = None):
-        self.server = server
-        self.max_tokens = max_tokens
-        self.options = options
-        self.stream = stream
-        self.record = record
-        self.api_key = api_key
+        self.server, self.max_tokens, self.options = server, max_tokens, options
+        self.stream, self.record, self.api_key = stream, record, api_key
         self.gpu, self.gpu_reason = NvmlProbe.open(nvml_module)
-        self.tree = ProcessTreeMemory(server.pid if server.backend != "external" else None)
+        self.tree = ProcessTreeMemory(
+            server.pid if server.backend != "external" else None,
+            extra_roots=tuple(m["pid"] for m in server.members if m["pid"] != server.pid))
         self._lengths: dict[str, TextLength] | None = None
         self._next_text = 1000  # texts 0..999 are for the startup scenario
         self.at_ready = self._at_ready()
@@ -82,6 +82,9 @@ class PerfSession:
         """Static memory: right after ready, before any perf request (the cold test runs first)."""
         out: dict[str, Any] = {"rss_at_ready_bytes": self.server.rss_at_ready_bytes,
                                "pss_at_ready_bytes": self.tree.pss()}
+        if self.server.members:  # a topology: the total above, each member here
+            out["rss_at_ready_by_member"] = {m["role"]: m["rss_at_ready_bytes"]
+                                             for m in self.server.members}
         if self.gpu is not None:
             sample = self.gpu.sample(self.tree.pids())
             out.update(vram_device_at_ready_bytes=sample.device_used_bytes,
@@ -105,6 +108,18 @@ class PerfSession:
     def loadgen(self) -> LoadGenerator:
         return LoadGenerator(self.server.base_url, self.server.served_name, api_key=self.api_key,
                              encoding_format=self.options.perf_encoding)
+
+    def scenario_loadgen(self) -> LoadGenerator | LocustGenerator:
+        """The closed-loop scenarios' engine (--embedgate-perf-load-engine): the same
+        interface and LoadResult either way."""
+        o = self.options
+        if o.perf_load_engine != "locust":
+            return self.loadgen()
+        return LocustGenerator(self.server.base_url, self.server.served_name,
+                               api_key=self.api_key, encoding_format=o.perf_encoding,
+                               local_workers=o.perf_locust_workers,
+                               expect_workers=o.perf_locust_expect_workers or None,
+                               bind_host=o.perf_locust_bind_host, port=o.perf_locust_port or None)
 
     def lengths(self) -> dict[str, TextLength]:
         """short/medium/long calibrated once per session against the server's own token counts."""
@@ -130,7 +145,7 @@ class PerfSession:
         rounds = self.options.perf_rounds or scenario.rounds
         warmup = scenario.warmup_rounds
         benchmark.group = scenario.group
-        with self.loadgen() as gen:
+        with self.scenario_loadgen() as gen:
             def request():  # a bare string for batch 1, as most clients send a single input
                 texts = self.texts(length.n_words, scenario.batch)
                 return gen.prepare(texts[0] if scenario.batch == 1 else texts)
@@ -158,9 +173,41 @@ class PerfSession:
         figures = {"scenario": scenario.id, "group": scenario.group, "plan": scenario.describe(),
                    "batch_size": scenario.batch, "concurrency": scenario.concurrency,
                    "requests_per_round": scenario.requests, "warmup_rounds": warmup,
-                   **length.as_dict(), **summarize(timed), **memory, **self.common()}
+                   **length.as_dict(), **summarize(timed), **memory, **self.common(),
+                   **engine_figures(gen)}
         benchmark.extra_info.update(figures)
         self.record(scenario.id, figures)
+        return figures
+
+    def run_soak(self, benchmark: Any, plan: soak.SoakPlan) -> dict[str, Any]:
+        """The soak (embedgate.perf.soak): short single-input requests, never the same text twice,
+        timed as one pytest-benchmark round; the verdict is in `soak_passed`/`soak_failures`."""
+        length = self.lengths()["short"]
+        benchmark.group = "soak"
+        done: list[tuple[list[soak.Window], list[str], list[float]]] = []
+        with self.loadgen() as gen:
+            def request(i: int):
+                return gen.prepare(self.texts(length.n_words, 1)[0])
+
+            sampler = self.sampler().start()
+            try:
+                benchmark.pedantic(lambda: done.append(soak.run(gen, request, self.tree.rss,
+                                                                plan)),
+                                   rounds=1, warmup_rounds=0, iterations=1)
+            finally:
+                memory = sampler.stop()
+        windows, errors, latencies = done[0]
+        figures = {"scenario": "soak", "group": "soak", "plan": plan.describe(),
+                   "concurrency": plan.concurrency, **length.as_dict(),
+                   **latency_figures(latencies),
+                   "throughput_rps": (windows[-1].done / windows[-1].elapsed_s
+                                      if windows and windows[-1].elapsed_s else None),
+                   **soak.judge(windows, errors, plan), **memory, **self.common()}
+        if self.tree.root_pid is None:
+            figures["memory_slope_null_reason"] = ("external server: the kit cannot read its "
+                                                   "memory")
+        benchmark.extra_info.update(figures)
+        self.record("soak", figures)
         return figures
 
     def run_cold_start(self, benchmark: Any, *, cold: bool,
@@ -202,6 +249,8 @@ class PerfSession:
                if k.startswith("latency_") or k == "rounds"},
             **latency_figures(warm.latencies_s, "warm_after_cold"),
             **memory, **self.common(), "extra_launches": extra,
+            "round_median_not_gated": "one cold sample per launch: percentiles of rounds are "
+                                      "not gated on startup (a scoped rule can judge it)",
         }
         if self.server.backend == "external":
             figures["startup_s_null_reason"] = "external server: not launched by the kit"
@@ -211,6 +260,16 @@ class PerfSession:
         benchmark.extra_info.update(figures)
         self.record("startup", figures)
         return figures
+
+
+def engine_figures(gen: Any) -> dict[str, Any]:
+    """Which engine sent the load; for Locust, its own count and P50 of the last round."""
+    if not isinstance(gen, LocustGenerator):
+        return {"load_engine": "inprocess"}
+    stats = gen.last_locust_stats or {}
+    return {"load_engine": "locust", "locust_workers": gen.expect_workers,
+            "locust_requests_last_round": stats.get("num_requests"),
+            "locust_p50_ms_last_round": stats.get("p50_ms")}
 
 
 def launch_and_probe(server: Any, *, text: str, interval_s: float, api_key: str | None = None,

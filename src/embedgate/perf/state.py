@@ -1,4 +1,4 @@
-"""Perf run state (in config.stash): each scenario's figures, the baseline and the gate verdict.
+"""One session's perf results: each scenario's figures, the baseline and the gate verdict.
 
 The gate is evaluated once, lazily: from pytest-benchmark's JSON hook when a JSON file is written
 (so the verdict lands in the file), else at session end.
@@ -9,9 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-import pytest
-
-from embedgate.gate import Baseline, GateReport, evaluate, machine_differences
+from embedgate.perf.rules import (Baseline, GateReport, evaluate, machine_differences,
+                                  nothing_judged)
 from embedgate.perf.options import PerfOptions
 
 SCHEMA_VERSION = 1
@@ -27,6 +26,19 @@ def _mib(value: Any) -> str:
     return "-" if value is None else f"{value / 2**20:.0f} MiB"
 
 
+def capacity_line(name: str, f: Mapping[str, Any]) -> str:
+    """The open-loop capacity verdict in one line: max sustainable rate, repeats, goodput."""
+    rounds = ", ".join(f"{v:.1f}" for v in f.get("max_rate_rps_rounds") or [])
+    spread = f.get("max_rate_rps_round_spread_pct")
+    goodput = f.get("goodput_rps_round_median")
+    bound = " (a lower bound: never saturated)" if f.get("max_rate_is_lower_bound") else ""
+    return (f"{name}: max sustainable rate {f['max_rate_rps_round_median']:.1f} req/s{bound} "
+            f"under {', '.join(f.get('slo') or [])} (searches {rounds}"
+            + (f"; spread {spread:.0f}%" if spread is not None else "") + "), goodput "
+            + (f"{goodput:.1f}" if goodput is not None else "-") + " req/s; closed-loop "
+            f"capacity {_fmt(f.get('closed_loop_capacity_rps'), '.1f')} req/s")
+
+
 @dataclass
 class PerfRun:
     options: PerfOptions
@@ -34,6 +46,7 @@ class PerfRun:
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     server_used_before_cold: bool = False
+    unmeasured: str = ""  # why perf tests ran without measuring (pytest-benchmark off or missing)
     _report: GateReport | None = None
     _evaluated: bool = False
 
@@ -46,9 +59,12 @@ class PerfRun:
         if self._evaluated:
             return self._report
         baseline = self.baseline or compared
-        if baseline is not None and self.results:
+        if baseline is not None and (self.results or self.unmeasured):
             report = evaluate(baseline.figures, self.results, self.options.perf_rules,
-                              min_rounds=self.options.perf_min_rounds)
+                              min_rounds=self.options.perf_min_rounds,
+                              allow_unjudged=self.options.perf_allow_unjudged)
+            if self.unmeasured and self.options.perf_rules:
+                report.findings.append(nothing_judged(self.unmeasured))
             report.warnings[:0] = [f"baseline from a different machine: {d}"
                                    for d in machine_differences(baseline.machine_info,
                                                                 machine_info)]
@@ -65,6 +81,7 @@ class PerfRun:
         return {"schema_version": SCHEMA_VERSION,
                 "options": {"rules": [r.text for r in self.options.perf_rules],
                             "min_rounds": self.options.perf_min_rounds,
+                            "allow_unjudged": self.options.perf_allow_unjudged,
                             "rounds": self.options.perf_rounds,
                             "sample_ms": self.options.perf_sample_ms,
                             "encoding_format": self.options.perf_encoding,
@@ -90,7 +107,7 @@ class PerfRun:
         lines += [f"peak memory: {s}" for s in sources]
         vram = sorted({f.get("vram_null_reason") for f in self.results.values()} - {None})
         lines += [f"VRAM: null ({r})" for r in vram]
+        lines += [capacity_line(name, f) for name, f in self.results.items()
+                  if f.get("max_rate_rps_round_median") is not None]
         return lines + self.notes
 
-
-PERF_KEY = pytest.StashKey[PerfRun]()

@@ -4,6 +4,7 @@ Texts are windows over a word stream made from the kit's own STS sentences, so e
 carries different text (no server-side cache can help) and the run is deterministic. The length in
 words that gives ~N tokens is found against the server itself, from ``usage.prompt_tokens`` (special
 tokens included), so no tokenizer is needed on the client and any OpenAI-compatible server works.
+A missing corpus is an error: other texts would silently change every figure and baseline.
 """
 
 from __future__ import annotations
@@ -30,10 +31,22 @@ class CalibrationError(RuntimeError):
     """The server refused every candidate length, or answered with an error."""
 
 
+class MissingCorpusError(FileNotFoundError):
+    """The workload texts are not where the kit expects them; other texts would change every
+    figure, so the run stops instead of substituting any."""
+
+
 def sentences_from_tsv(path: str | Path, columns: Sequence[str] = ("sentence1", "sentence2"),
                        ) -> list[str]:
     """The unique sentences of a TSV with a header row (e.g. fixtures/datasets/sts_en.tsv)."""
-    with Path(path).open(newline="", encoding="utf-8") as fh:
+    path = Path(path)
+    if not path.is_file():
+        raise MissingCorpusError(
+            f"perf workload corpus not found: {path}. The kit ships it as "
+            f"fixtures/datasets/{path.name} in the checkout and as "
+            f"embedgate/fixtures/datasets/{path.name} in the wheel: run from a checkout, or "
+            f"reinstall embedgate from its wheel (pip install --force-reinstall embedgate)")
+    with path.open(newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE))
     missing = [c for c in columns if rows and c not in rows[0]]
     if not rows or missing:
@@ -41,8 +54,7 @@ def sentences_from_tsv(path: str | Path, columns: Sequence[str] = ("sentence1", 
     return list(dict.fromkeys(row[c] for row in rows for c in columns if row[c]))
 
 
-# Used only when the kit's STS file is not there (an installed kit without the repository).
-_FALLBACK_VOCABULARY = (
+_SYNTHETIC_VOCABULARY = (
     "the a model server request answer text short long sentence river bank city market table "
     "window garden morning evening quickly slowly bright quiet green blue old new first last "
     "people children teacher doctor engineer writer walked opened built found wrote measured "
@@ -50,16 +62,19 @@ _FALLBACK_VOCABULARY = (
 ).split()
 
 
-def fallback_sentences(count: int = 400, seed: int = 0) -> list[str]:
-    """Deterministic pseudo-sentences (6-14 words) from a fixed vocabulary."""
+def synthetic_sentences(count: int = 400, seed: int = 0) -> list[str]:
+    """Deterministic pseudo-sentences (6-14 words) from a fixed vocabulary, for runs whose
+    figures do not matter (the kit's own unit tests); never a stand-in for the corpus."""
     rng = random.Random(seed)
-    return [" ".join(rng.choice(_FALLBACK_VOCABULARY) for _ in range(rng.randint(6, 14))) + "."
+    return [" ".join(rng.choice(_SYNTHETIC_VOCABULARY) for _ in range(rng.randint(6, 14))) + "."
             for _ in range(count)]
 
 
+
+
 def default_stream(corpus: Path) -> WordStream:
-    """The word stream over `corpus` (the kit's STS sentences), or the fallback when absent."""
-    return WordStream(sentences_from_tsv(corpus) if corpus.is_file() else fallback_sentences())
+    """The word stream over `corpus` (the kit's STS sentences); MissingCorpusError when absent."""
+    return WordStream(sentences_from_tsv(corpus))
 
 
 class WordStream:

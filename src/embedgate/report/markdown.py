@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from embedgate.compare import Comparison, RunReports
+from embedgate.verdict.compare import Comparison, RunReports
 from embedgate.report import sections
 from embedgate.report.sections import Table
 
@@ -35,6 +35,8 @@ def render_comparison(cmp: Comparison) -> str:
     runs = [cmp.baseline, cmp.candidate]
     labels = sections.labels_for(runs)
     lines = [verdict_line(cmp, labels), ""]
+    if cmp.datasets:
+        lines += [f"_{cmp.policy()}_", ""]
     failing = cmp.failing_rules()
     if failing:
         lines += ["### Failing rules", ""] + [f"- {_cell(f)}" for f in failing] + [""]

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from embedgate.compare import Comparison, RunReports
+from embedgate.verdict.compare import Comparison, RunReports
 
 
 @dataclass(frozen=True)
@@ -80,23 +80,34 @@ def model_table(runs: Sequence[RunReports], labels: Sequence[str]) -> Table:
     return Table("Models", ("", *labels), rows)
 
 
+VERDICT_LABEL = {"pass": "PASS", "worse": "WORSE", "not_shown": "NOT SHOWN",
+                 "missing": "MISSING", "errored": "ERRORED", "only_candidate": "new",
+                 "not_applicable": "not applicable"}
+
+
+def verdict_label(cmp: Comparison, status: str) -> str:
+    """The verdict cell; a failing status says FAIL, so the report's colours follow the exit."""
+    label = VERDICT_LABEL.get(status, status)
+    return f"{label} (fails)" if status in cmp.failing_statuses and status != "worse" else label
+
+
 def quality_table(cmp: Comparison) -> Table:
     rows = []
     for d in cmp.datasets:
-        if d.status.startswith("only_"):
-            rows.append((d.name, d.metric, num(d.baseline), num(d.candidate), "n/a", "",
-                         f"not compared: only in the {d.status.split('_', 1)[1]} run"))
+        if not d.compared:
+            rows.append((d.name, d.metric, num(d.baseline), num(d.candidate), "n/a", "", "", "",
+                         "", verdict_label(cmp, d.status) + f": {d.detail}"))
             continue
         ci = d.delta_ci
         rows.append((d.name, d.metric, with_ci(d.baseline, d.baseline_ci),
                      with_ci(d.candidate, d.candidate_ci),
                      f"{num(d.delta, '+.4f')} [{num(ci.low, '+.3f')}, {num(ci.high, '+.3f')}]",
-                     f"-{d.margin:g}", d.status.upper()))
+                     f"-{d.margin:g}", f"{d.n}", num(d.mde, ".3f"),
+                     num(d.p_worse_holm, ".4f"), verdict_label(cmp, d.status)))
     return Table("Quality (non-inferiority, paired bootstrap over items)",
                  ("dataset", "metric", "baseline [95% CI]", "candidate [95% CI]",
-                  "delta [paired 95% CI]", "margin", "verdict"), rows,
-                 "A dataset passes when the lower bound of the paired CI of (candidate - "
-                 "baseline) is above -margin.")
+                  "delta [paired 95% CI]", "margin", "n", "MDE (80% power)",
+                  "p worse (Holm)", "verdict"), rows, cmp.policy())
 
 
 def perf_table(runs: Sequence[RunReports], labels: Sequence[str]) -> Table | None:
