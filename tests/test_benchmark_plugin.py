@@ -124,6 +124,16 @@ def test_benchmark_plugin_no_mirror_no_benchmarks(suite):
     assert "test_benchmark_reproduces_published" not in result.stdout.str()
 
 
+def test_benchmark_plugin_nothing_asked_leaves_the_reproduction_test_out_not_skipped(suite):
+    """`pytest -m quality` with no benchmark asked: the reproduction test is deselected, never an
+    'empty parameter set' skip beside the judged datasets."""
+    result = suite.runpytest("-p", "no:cacheprovider", "--collect-only", "-q", "-m", "quality")
+    out = result.stdout.str()
+    assert "test_quality_meets_threshold[sts_en]" in out
+    assert "test_benchmark_reproduces_published" not in out
+    assert "1 deselected" in out, out
+
+
 def test_benchmark_plugin_selection_from_env_and_config(suite, monkeypatch):
     """The option's env twin and [tool.embedgate] key name benchmarks too; test ids are
     TASK/split/subset and carry the mteb marker."""

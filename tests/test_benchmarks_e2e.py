@@ -39,7 +39,7 @@ from embedgate.quality.truncation import LimitAwareEncoder, LimitedEmbed  # noqa
 from embedgate.serve.client import EmbeddingClient  # noqa: E402
 from embedgate.serve.launch import build_server  # noqa: E402
 
-pytestmark = [needs_vllm, pytest.mark.skipif(not shared_mirror.SHARED.is_dir(),
+pytestmark = [pytest.mark.long, needs_vllm, pytest.mark.skipif(not shared_mirror.SHARED.is_dir(),
                                              reason=f"no real data at {shared_mirror.SHARED}")]
 PAIRS = ("AFQMC", "PAWSX", "XNLI:validation:en,zh")
 PUBLISHED_TO = 1e-3

@@ -42,6 +42,7 @@ def _delta_ci(cell: str) -> tuple[float, float, float]:
     return float(delta), float(low), float(high)
 
 
+@pytest.mark.long
 @needs_vllm
 def test_compare_repeated_runs_of_the_same_model_pass(quality_run, tmp_path):
     _, first = quality_run(BASE)
@@ -95,6 +96,7 @@ def _judged_by_the_ci(rows: dict[str, list[str]], margin: float = 0.01) -> dict[
     return verdicts
 
 
+@pytest.mark.long
 @needs_vllm
 @needs_hf
 def test_compare_mpnet_candidate_against_minilm_baseline(quality_run, tmp_path):

@@ -1,7 +1,7 @@
 """Whole sessions against replicas behind a balancer (--embedgate-replicas 2), as a user runs them.
 
 One session is two vLLM CPU replicas behind nginx running part of the api suite (marked
-`fleet_vllm`: the slowest case here, ~1 min; the whole api suite through the same topology is
+`long`: ~1.5 min; the whole api suite through the same topology is
 measured in the README). The other kills one hf replica while load runs: the errors are counted,
 the session fails naming that replica with its log tail, and no process of the set is left.
 """
@@ -100,7 +100,7 @@ def test_session_replica_killed_under_load_fails_naming_it_and_leaves_nothing(tm
     assert all_gone(pids["at_ready"])
 
 
-@pytest.mark.fleet_vllm
+@pytest.mark.long
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vllm is not installed")
 def test_session_two_vllm_replicas_pass_the_api_contract_through_nginx(tmp_path):
     (tmp_path / "test_zz_pids.py").write_text(HOLD_PIDS)

@@ -84,6 +84,7 @@ def _st_scores(model, data, kind: str, tmp_path: Path) -> float:
     return ev(model, output_path=str(tmp_path))["cosine_ap"]
 
 
+@pytest.mark.long
 @needs_vllm
 @pytest.mark.skipif(not SHARED.is_dir(), reason=f"real dev splits not present at {SHARED}")
 def test_quality_real_dev_splits_match_sentence_transformers(tmp_path):

@@ -157,6 +157,7 @@ def interrupt_and_check(tmp_path: Path, backend: str, sig: int, *, ready_timeout
     return pids, out
 
 
+@pytest.mark.long
 @needs_vllm
 def test_session_sigint_mid_run_leaves_no_vllm_process(tmp_path):
     pids, out = interrupt_and_check(tmp_path, "vllm", signal.SIGINT, ready_timeout=300)
@@ -189,6 +190,7 @@ def test_session_sigkill_of_pytest_still_stops_the_server(tmp_path):
     assert all_gone(pids) == []
 
 
+@pytest.mark.long
 @needs_vllm
 def test_session_sigkill_of_pytest_stops_vllm_and_its_engine(tmp_path):
     """The parent-death signal reaches the API server only; its engine core and the engine's
@@ -199,6 +201,7 @@ def test_session_sigkill_of_pytest_stops_vllm_and_its_engine(tmp_path):
     assert all_gone(pids, timeout=30) == [], names
 
 
+@pytest.mark.long
 @needs_vllm
 def test_session_stops_within_10_s_when_the_vllm_engine_dies(tmp_path):
     (tmp_path / "test_engine.py").write_text(KILL_THE_ENGINE)

@@ -84,6 +84,7 @@ def test_api_suite_without_the_sglang_table_would_raise_false_alarms(contract, p
     assert LONG + "test_long_context_at_limit_matches_reference" in outcomes(run, "failed")
 
 
+@pytest.mark.long
 @needs_hf
 @pytest.mark.parametrize("fault", sorted(CAUGHT_BY))
 def test_api_suite_told_sglang_still_catches_fault(contract, pytester, monkeypatch, fault):

@@ -152,6 +152,7 @@ def test_wheel_carries_the_profiles_datasets_and_suites_but_not_the_kit_tests(wh
     assert stray_tests == []
 
 
+@pytest.mark.long
 def test_installed_kit_imports_its_own_copy_and_data(installed_kit):
     where = json.loads(installed_kit.python_says(
         "import json, sys, embedgate, embedgate.resources as r\n"
@@ -167,6 +168,7 @@ def test_installed_kit_imports_its_own_copy_and_data(installed_kit):
     assert Path(where["corpus"]).is_file()
 
 
+@pytest.mark.long
 def test_installed_quality_suite_passes_outside_the_repository(installed_kit,
                                                                installed_quality_run):
     result = installed_quality_run
@@ -177,6 +179,7 @@ def test_installed_quality_suite_passes_outside_the_repository(installed_kit,
         f"{sorted(str(p) for p in installed_kit.site.rglob('quality.json'))}")
 
 
+@pytest.mark.long
 def test_installed_quality_scores_the_checkout_datasets(installed_kit, installed_quality_run):
     report = json.loads((installed_kit.work / "reports" / "quality.json").read_text())
     expected = {task.name: task.load().sha256 for task in builtin_tasks()}
@@ -186,6 +189,7 @@ def test_installed_quality_scores_the_checkout_datasets(installed_kit, installed
                for entry in report["datasets"].values())
 
 
+@pytest.mark.long
 def test_installed_quality_scores_equal_the_checkout_run(installed_kit, installed_quality_run,
                                                          quality_run):
     # the checkout's own run of the same suite and model (shared with test_quality_e2e)
@@ -200,6 +204,7 @@ def test_installed_quality_scores_equal_the_checkout_run(installed_kit, installe
         assert entry["score"] == pytest.approx(checkout[name]["score"], abs=1e-6), name
 
 
+@pytest.mark.long
 def test_installed_api_suite_passes_outside_the_repository(installed_kit):
     result = installed_kit.run_suites("api")
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]

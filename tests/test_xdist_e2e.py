@@ -72,6 +72,7 @@ def quality_runs(tmp_path_factory):
             run_suite(base / "xdist", "tests_quality", "quality", "-n", "2"))
 
 
+@pytest.mark.long
 @needs_hf
 def test_xdist_quality_one_server_one_complete_report_same_verdicts(quality_runs):
     serial, xdist = quality_runs
@@ -102,6 +103,7 @@ def api_runs(tmp_path_factory):
             run_suite(base / "xdist", "tests_api", "api", "-n", "2"))
 
 
+@pytest.mark.long
 @needs_hf
 def test_xdist_api_one_server_same_verdicts(api_runs):
     serial, xdist = api_runs

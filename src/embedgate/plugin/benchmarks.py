@@ -39,6 +39,9 @@ class BenchmarkRun:
 BENCH_KEY = pytest.StashKey[BenchmarkRun]()
 
 
+NOTHING_TO_REPRODUCE = "nothing-to-reproduce"
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser.getgroup("embedgate-benchmarks",
                                 "embedgate benchmarks: MTEB tasks, their data, long inputs"),
@@ -94,9 +97,28 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """The reproduction check: one test per benchmark that has a published score."""
     if "quality_benchmark" in metafunc.fixturenames:
-        specs = [s for s in metafunc.config.stash[BENCH_KEY].specs if s.anchor is not None]
-        metafunc.parametrize("quality_benchmark",
-                             [pytest.param(s, id=s.name, marks=pytest.mark.mteb) for s in specs])
+        bench = metafunc.config.stash[BENCH_KEY]
+        specs = [s for s in bench.specs if s.anchor is not None]
+        params = [pytest.param(s, id=s.name, marks=pytest.mark.mteb) for s in specs]
+        if not params:
+            why = ("no published score among the benchmarks asked for" if bench.options.selected
+                   else "no MTEB benchmark asked for (--embedgate-benchmark)")
+            params = [pytest.param(None, id=NOTHING_TO_REPRODUCE,
+                                   marks=pytest.mark.skip(reason=f"nothing to reproduce: {why}"))]
+        metafunc.parametrize("quality_benchmark", params)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With no benchmark asked for, the reproduction test is left out, not shown as a skip."""
+    bench = config.stash.get(BENCH_KEY, None)
+    if bench is None or bench.options.selected:
+        return
+    dropped = [i for i in items
+               if getattr(i, "callspec", None) and i.callspec.id == NOTHING_TO_REPRODUCE]
+    if dropped:
+        items[:] = [i for i in items if i not in dropped]
+        config.hook.pytest_deselected(items=dropped)
 
 
 def limit_aware_encoder(config: pytest.Config, client: Any, server: Any, profile: ModelProfile,
