@@ -1,7 +1,8 @@
-"""The kit's end-to-end encode rate reaches at least 90% of sentence-transformers in process.
+"""The kit's end-to-end encode rate keeps up with sentence-transformers in process.
 
-Issue 3: same machine, same model weights, same sentences (the kit's STS set), both measured in
-one benchmark run; the ratio of best rounds is stored in extra_info as encode_rate_ratio.
+Same machine, same model weights, same sentences (the kit's STS set), both measured in one
+benchmark run; the ratio of best rounds is stored in extra_info as encode_rate_ratio and must
+reach ENCODE_RATE_MIN_RATIO.
 """
 
 import pytest
@@ -14,7 +15,7 @@ from embedgate.perf.workload import sentences_from_tsv
 
 
 @pytest.mark.perf
-def test_encode_rate_reaches_90pct_of_in_process_sentence_transformers(
+def test_encode_rate_keeps_up_with_in_process_sentence_transformers(
         benchmark, perf_session, perf_record, model_profile, embedgate_settings):
     pytest.importorskip("sentence_transformers")
     weights = model_profile.local_model_path(embedgate_settings.cache_dir)
