@@ -13,7 +13,7 @@ sustainable rate only through the SLO: the expected faulted max rate is about th
 offered rate of the baseline's load curve whose P95 is at most SLO - delay. The script prints that
 prediction beside what the faulted run measured. Usage (a few minutes):
 
-    python scripts/capacity_gate_vllm.py --out reports/capacity-gate-vllm [--slo-ms 30] [--delay-ms 10]
+    python scripts/capacity_gate_vllm.py --out reports/capacity-gate-vllm [--slo-ms 60] [--delay-ms 10]
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def predicted_max_rate(curve: list[dict], slo_ms: float, delay_ms: float) -> flo
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, default=REPO / "reports" / "capacity-gate-vllm")
-    ap.add_argument("--slo-ms", type=float, default=30.0)
+    ap.add_argument("--slo-ms", type=float, default=60.0)
     ap.add_argument("--delay-ms", type=float, default=10.0)
     ap.add_argument("--rule", default="capacity/*:max_rate_rps:-10%")
     a = ap.parse_args()
