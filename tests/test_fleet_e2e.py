@@ -17,22 +17,14 @@ from pathlib import Path
 import psutil
 import pytest
 
-from embedgate.serve.fleet import nginx_binary
+from test_fleet import NGINX_MISSING
 from test_session_e2e import run_pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _nginx_missing() -> bool:
-    try:
-        nginx_binary()
-    except ValueError:
-        return True
-    return False
-
-
-pytestmark = pytest.mark.skipif(_nginx_missing(), reason="nginx is not installed (Debian: "
-                                                         "apt-get install nginx-light)")
+pytestmark = pytest.mark.skipif(NGINX_MISSING, reason="nginx is not installed (Debian: "
+                                                      "apt-get install nginx-light)")
 
 HOLD_PIDS = textwrap.dedent("""
     import json

@@ -2,13 +2,13 @@
 answers are checked, so a failing or short answer can never pass as a fast one."""
 
 import socket
-import threading
 
 import pytest
 
 from embedgate.perf.loadgen import (LoadError, LoadGenerator, count_embeddings, raise_on_errors,
                                     usage_tokens)
 from embedgate.perf.overhead import pinned_thread, trivial_server
+from raw_http import RawHTTP
 
 
 @pytest.fixture(scope="module")
@@ -17,44 +17,16 @@ def echo_url():
         yield url
 
 
-class CannedHTTP:
+class CannedHTTP(RawHTTP):
     """A one-answer HTTP server on a thread: reads each request, writes `raw` back."""
 
     def __init__(self, raw: bytes, close_after: bool = False):
         self.raw, self.close_after = raw, close_after
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__()
 
-    def _serve(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
-
-    def _handle(self, conn):
-        buf = b""
-        with conn:
-            while True:
-                while b"\r\n\r\n" not in buf:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        return
-                    buf += chunk
-                head, _, rest = buf.partition(b"\r\n\r\n")
-                length = int([l.split(b":")[1] for l in head.split(b"\r\n")
-                              if l.lower().startswith(b"content-length")][0])
-                while len(rest) < length:
-                    rest += conn.recv(65536)
-                buf = rest[length:]
-                conn.sendall(self.raw)
-                if self.close_after:
-                    return
-
-    def close(self):
-        self.sock.close()
+    def answer(self, conn):
+        conn.sendall(self.raw)
+        return not self.close_after
 
 
 BODY = b'{"data":[{"index":0,"embedding":[1.0]}],"usage":{"prompt_tokens":7,"total_tokens":7}}'

@@ -5,7 +5,6 @@ against the trivial server and a server that holds its answers."""
 
 import asyncio
 import heapq
-import socket
 import threading
 
 import numpy as np
@@ -16,6 +15,7 @@ from embedgate.perf.arrivals import Arrivals
 from embedgate.perf.openloop import (STATUS_DROPPED, Dispatcher, OpenLoopGenerator,
                                      run_processes)
 from embedgate.perf.overhead import trivial_server
+from raw_http import RawHTTP
 
 
 class FakeClock:
@@ -130,7 +130,7 @@ def test_open_loop_failed_answers_are_counted_not_hidden(echo_url):
     assert fig["requests_failed"] == 1 and "HTTP 400" in fig["errors"][0]
 
 
-class HeldHTTP:
+class HeldHTTP(RawHTTP):
     """Answers every request only once `release` is set (set by a timer after the first one)."""
 
     BODY = b'{"data":[{"index":0,"embedding":[1.0]}],"usage":{"prompt_tokens":3}}'
@@ -138,43 +138,17 @@ class HeldHTTP:
     def __init__(self, hold_s: float):
         self.release = threading.Event()
         self.hold_s = hold_s
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         self.received = 0
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__()
 
-    def _serve(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
-
-    def _handle(self, conn):
-        with conn:
-            buf = b""
-            while True:
-                while b"\r\n\r\n" not in buf:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        return
-                    buf += chunk
-                head, _, rest = buf.partition(b"\r\n\r\n")
-                length = int(next(l.split(b":")[1] for l in head.split(b"\r\n")
-                                  if l.lower().startswith(b"content-length")))
-                while len(rest) < length:
-                    rest += conn.recv(65536)
-                buf = rest[length:]
-                self.received += 1
-                if self.received == 1:
-                    threading.Timer(self.hold_s, self.release.set).start()
-                self.release.wait()
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s"
-                             % (len(self.BODY), self.BODY))
-
-    def close(self):
-        self.sock.close()
+    def answer(self, conn):
+        self.received += 1
+        if self.received == 1:
+            threading.Timer(self.hold_s, self.release.set).start()
+        self.release.wait()
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s"
+                     % (len(self.BODY), self.BODY))
+        return True
 
 
 @pytest.mark.parametrize("on_full", ["drop", "queue"])
