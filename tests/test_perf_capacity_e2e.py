@@ -9,35 +9,52 @@ The rule is loosened to -25% so the test checks the mechanism and cannot flap on
 
 from __future__ import annotations
 
+import importlib.util
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from embedgate.perf.overhead import trivial_server
 
 REPO = Path(__file__).resolve().parents[1]
-SUITE = REPO / "tests_perf" / "test_capacity.py"
 SERVED = "all-MiniLM-L6-v2"  # the default profile's served name
+
+
+def _gate_script():
+    """scripts/capacity_gate_vllm.py, which runs the capacity suite the same way on vLLM."""
+    spec = importlib.util.spec_from_file_location(
+        "capacity_gate_vllm", REPO / "scripts" / "capacity_gate_vllm.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+GATE = _gate_script()
 
 pytestmark = pytest.mark.skipif(
     __import__("importlib").util.find_spec("pytest_benchmark") is None,
     reason="needs pytest-benchmark")
 
 
-def capacity_run(cwd: Path, url: str, *extra: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EMBEDGATE_")}
-    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--rootdir", ".",
-           str(SUITE), "-m", "perf", "--embedgate-backend", "external",
-           "--embedgate-server-url", url, "--embedgate-startup-timeout", "30",
-           "--embedgate-perf-point-s", "0.5",
-           "--embedgate-perf-metrics", "off",
-           "--embedgate-perf-slo", "p95_ms<=150", "--embedgate-perf-slo", "error_rate<=0",
-           "--embedgate-perf-rule", "capacity/*:max_rate_rps:-25%", *extra]
-    return subprocess.run(cmd, cwd=cwd, env=env, text=True, capture_output=True, timeout=300)
+def capacity_run(cwd: Path, url: str, *extra: str) -> SimpleNamespace:
+    code, stdout = GATE.capacity(cwd, url, 150, "capacity/*:max_rate_rps:-25%",
+                                 "--embedgate-startup-timeout", "30",
+                                 "--embedgate-perf-point-s", "0.5",
+                                 "--embedgate-perf-metrics", "off", *extra, timeout_s=300)
+    return SimpleNamespace(returncode=code, stdout=stdout)
+
+
+def test_the_delays_expected_max_rate_is_the_highest_rate_that_still_holds_with_it():
+    point = lambda rate, p95, ok=True: {"offered_rps": rate, "latency_p95_ms": p95,
+                                        "sustainable": ok}
+    curve = [point(40, 38), point(50, 44), point(60, 40), point(70, 37.5), point(80, 46),
+             point(90, 49.5), point(100, 56, ok=False)]
+    # SLO 50 less 10 ms: 70 req/s is the highest rate at or under 40 ms, 80 the next one up
+    assert GATE.predicted_max_rate(curve, 50, 10) == pytest.approx(70 + 10 * 2.5 / 8.5)
+    assert GATE.predicted_max_rate(curve, 60, 10) == 90  # every sustainable point holds
+    assert GATE.predicted_max_rate(curve, 45, 10) == 0.0  # none does
 
 
 def test_capacity_gate_fails_half_the_capacity_and_passes_the_same_server(tmp_path):

@@ -83,6 +83,32 @@ def test_ratio_compares_best_rounds_so_one_contended_reference_round_cannot_flat
     assert figures["encode_rate_ratio_median"] == pytest.approx(25.0)  # medians: 25x faster
 
 
+def test_after_each_pause_one_untimed_request_wakes_the_server_before_the_kits_round(clock):
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    calls = []
+
+    def reference(texts):
+        assert psutil.Process(proc.pid).status() == psutil.STATUS_STOPPED
+        clock.spend(0.02)
+        return np.ones((len(texts), 3))
+
+    def kit(texts):
+        assert psutil.Process(proc.pid).status() != psutil.STATUS_STOPPED
+        calls.append(len(texts))
+        clock.spend(0.04 if len(texts) > 1 else 5.0)  # a slow wake must not count
+        return np.ones((len(texts), 3))
+
+    try:
+        figures = compare(FakeBenchmark(), kit=kit, reference=reference, sentences=["a"] * 10,
+                          rounds=2, warmup_rounds=1, server_pids=[proc.pid])
+    finally:
+        proc.kill()
+        proc.wait()
+    assert calls == [1, 10] * 3
+    assert figures["kit_sentences_per_s_rounds"] == pytest.approx([250.0, 250.0])
+    assert figures["encode_rate_ratio"] == pytest.approx(0.5)
+
+
 def test_paused_stops_the_server_and_always_resumes_it():
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
@@ -127,6 +153,15 @@ def test_timing_transport_times_each_request_to_its_last_byte():
     assert out.shape == (70, 2)
     batches = -(-70 // client_defaults()["batch_size"])
     assert len(transport.latencies_s) == batches and all(t > 0 for t in transport.latencies_s)
+
+
+def test_timed_kit_client_takes_the_quality_runs_batch_size_and_concurrency():
+    with trivial_server(echo_max_tokens=64) as url:
+        client, transport = timed_kit_client(url, "m", api_key=None, batch_size=16, concurrency=2)
+        with client:
+            out = client.embed([f"text {i}" for i in range(70)])
+    assert out.shape == (70, 2) and (client.batch_size, client.concurrency) == (16, 2)
+    assert len(transport.latencies_s) == 5  # ceil(70 / 16)
 
 
 def test_timing_transport_is_an_httpx_transport():

@@ -51,6 +51,19 @@ def test_settings_invalid_value_names_its_source():
         resolve({"startup_timeout": "0"}, {}, {})
 
 
+def test_encode_batch_size_and_concurrency_reach_the_quality_client_only_when_set():
+    from embedgate.plugin import encode_client_args
+    from embedgate.serve.client import DEFAULT_BATCH_SIZE, EmbeddingClient
+    assert encode_client_args(resolve({}, {}, {})) == {}
+    assert EmbeddingClient("http://x", "m").batch_size == DEFAULT_BATCH_SIZE == 64
+    s = resolve({"encode_batch_size": "16"}, {"EMBEDGATE_ENCODE_CONCURRENCY": "2"}, {})
+    assert encode_client_args(s) == {"batch_size": 16, "concurrency": 2}
+    assert s.sources["encode_concurrency"] == "env EMBEDGATE_ENCODE_CONCURRENCY"
+    with pytest.raises(SettingsError, match=r"--embedgate-encode-batch-size: 0 \(from "
+                                            r"\[tool.embedgate\] encode_batch_size\) must be"):
+        resolve({}, {}, {"encode_batch_size": 0})
+
+
 def test_settings_server_url_implies_external_and_external_needs_url():
     s = resolve({"server_url": "http://127.0.0.1:9/"}, {}, {})
     assert s.backend == "external" and s.server_url == "http://127.0.0.1:9"

@@ -8,6 +8,7 @@ reach ENCODE_RATE_MIN_RATIO.
 import pytest
 
 from embedgate.perf import encode_rate
+from embedgate.plugin import encode_client_args
 from embedgate.plugin.perf import CORPUS
 from embedgate.perf.runner import missing_figures
 from embedgate.perf.scenarios import ENCODE_RATE_MIN_RATIO, ENCODE_RATE_ROUNDS
@@ -27,7 +28,7 @@ def test_encode_rate_keeps_up_with_in_process_sentence_transformers(
         weights, max_tokens=model_profile.max_tokens, normalize=model_profile.normalize)
     client, transport = encode_rate.timed_kit_client(
         perf_session.server.base_url, perf_session.server.served_name,
-        api_key=embedgate_settings.api_key)
+        api_key=embedgate_settings.api_key, **encode_client_args(embedgate_settings))
     benchmark.group = "encode_rate"
     sampler = perf_session.sampler().start()
     try:
@@ -39,8 +40,9 @@ def test_encode_rate_keeps_up_with_in_process_sentence_transformers(
     finally:
         memory = sampler.stop()
     figures.update(scenario="encode_rate", group="encode_rate", **about, **memory,
-                   **perf_session.common(), **{f"kit_{k}": v
-                                               for k, v in encode_rate.client_defaults().items()})
+                   **perf_session.common(), **{f"kit_{k}": v for k, v in (
+                       encode_rate.client_defaults() | encode_client_args(embedgate_settings)
+                   ).items()})
     benchmark.extra_info.update(figures)
     perf_record("encode_rate", figures)
     assert missing_figures(figures) == []

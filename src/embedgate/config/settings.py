@@ -142,6 +142,12 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("encode-url", "encode_urls", _args, (), metavar="URL|replicas", repeatable=True,
                help="Spread the quality suite's encode batches over these base URLs (round "
                "robin), repeatable; `replicas`: each launched replica directly."),
+    OptionSpec("encode-batch-size", "encode_batch_size", _count, None,
+               "Inputs per /v1/embeddings request when the quality suite encodes a dataset "
+               "(default: the client's, 64).", metavar="N"),
+    OptionSpec("encode-concurrency", "encode_concurrency", _count, None,
+               "Encode requests in flight to each server (default: the client's, 4).",
+               metavar="N"),
     OptionSpec("instructions", "instructions", on_off, True,
                "on: format texts with the profile's instruction templates and each task's "
                "description; off: send texts bare.", metavar="{on,off}"),
@@ -191,6 +197,8 @@ class Settings:
     datasets: tuple[Any, ...] = ()
     ranking: str = "dense"
     encode_urls: tuple[str, ...] = ()
+    encode_batch_size: int | None = None
+    encode_concurrency: int | None = None
     instructions: bool = True
     bootstrap_resamples: int = 1000
     baseline: Path | None = None

@@ -150,6 +150,12 @@ def encode_urls(server: ServerInfo, asked: tuple[str, ...]) -> list[str]:
     return urls
 
 
+def encode_client_args(settings: Settings) -> dict[str, int]:
+    """--embedgate-encode-batch-size / -concurrency where set; the client's defaults otherwise."""
+    args = {"batch_size": settings.encode_batch_size, "concurrency": settings.encode_concurrency}
+    return {k: v for k, v in args.items() if v is not None}
+
+
 @pytest.fixture(scope="session")
 def quality_encoder(pytestconfig: pytest.Config, embedding_server: ServerInfo,
                     embedgate_settings: Settings,
@@ -159,7 +165,8 @@ def quality_encoder(pytestconfig: pytest.Config, embedding_server: ServerInfo,
     --embedgate-truncation says (plugin.benchmarks)."""
     first, *extra = encode_urls(embedding_server, embedgate_settings.encode_urls)
     with EmbeddingClient(first, embedding_server.served_name, extra_urls=extra,
-                         api_key=embedgate_settings.api_key) as client:
+                         api_key=embedgate_settings.api_key,
+                         **encode_client_args(embedgate_settings)) as client:
         from embedgate.plugin.benchmarks import limit_aware_encoder
         encoder = limit_aware_encoder(pytestconfig, client, embedding_server, model_profile,
                                       embedgate_settings, _progress_writer(pytestconfig))
