@@ -158,9 +158,28 @@ def test_api_suite_passes_through_the_proxy_without_a_fault(upstream, pytester, 
         check_passes(run_suite(pytester, monkeypatch, proxy.url, cache_dir))
 
 
+def catching_files(fault: str) -> tuple[str, ...]:
+    """The suite's files that hold the checks named for `fault`: running them is enough to
+    show the kill (the whole suite fails whenever one of its checks does)."""
+    return tuple(sorted({name.split("::")[0] for name in CAUGHT_BY[fault]}))
+
+
 @needs_hf
 @pytest.mark.parametrize("fault", sorted(CAUGHT_BY))
 def test_api_suite_catches_fault(upstream, pytester, monkeypatch, fault):
+    """The catching checks' files only, so each of the faults costs one short suite run."""
+    info, cache_dir = upstream
+    with FaultProxy(info.base_url, fault) as proxy:
+        run = run_suite(pytester, monkeypatch, proxy.url, cache_dir, files=catching_files(fault))
+        applied = proxy.state.applied
+    check_caught(run, fault, applied)
+
+
+@needs_hf
+@pytest.mark.long
+@pytest.mark.parametrize("fault", sorted(CAUGHT_BY))
+def test_whole_api_suite_catches_fault(upstream, pytester, monkeypatch, fault):
+    """The whole suite under each fault: what a user runs, every other check alongside."""
     info, cache_dir = upstream
     with FaultProxy(info.base_url, fault) as proxy:
         run = run_suite(pytester, monkeypatch, proxy.url, cache_dir)
@@ -182,7 +201,8 @@ def test_api_suite_at_loose_tolerance_catches_fault(upstream, loose_profile, pyt
                                                     monkeypatch, fault):
     info, cache_dir = upstream
     with FaultProxy(info.base_url, fault, tolerance=LOOSE) as proxy:
-        run = run_suite(pytester, monkeypatch, proxy.url, cache_dir, profile=loose_profile)
+        run = run_suite(pytester, monkeypatch, proxy.url, cache_dir, profile=loose_profile,
+                        files=catching_files(fault))
         applied = proxy.state.applied
     check_caught(run, fault, applied)
     if fault != "unnormalized":  # the findings quote the bound the suite held the server to
