@@ -40,17 +40,17 @@ SUITE = REPO / "tests_perf" / "test_capacity.py"
 
 
 def capacity(out: Path, url: str, slo_ms: float, rule: str, *extra: str,
-             timeout_s: float = 900) -> tuple[int, str]:
+             timeout_s: float = 900) -> subprocess.CompletedProcess:
     """The capacity suite against `url` in a fresh pytest run in `out` (also what
-    tests/test_perf_capacity_e2e.py runs): exit code and stdout."""
+    tests/test_perf_capacity_e2e.py runs)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("EMBEDGATE_")}
     cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--rootdir", str(out),
            str(SUITE), "-m", "perf", "--embedgate-backend", "external",
            "--embedgate-server-url", url, "--embedgate-reports-dir", str(out / "reports"),
            "--embedgate-perf-slo", f"p95_ms<={slo_ms:g}", "--embedgate-perf-slo", "error_rate<=0",
            "--embedgate-perf-rule", rule, *extra]
-    done = subprocess.run(cmd, cwd=out, env=env, text=True, capture_output=True, timeout=timeout_s)
-    return done.returncode, done.stdout
+    return subprocess.run(cmd, cwd=out, env=env, text=True, capture_output=True,
+                          timeout=timeout_s)
 
 
 def figures(path: Path) -> dict:
@@ -94,32 +94,26 @@ def main() -> int:
     settings = resolve({"backend": "vllm", "cache_dir": str(REPO / ".embedgate_cache"),
                         "reports_dir": str(a.out / "server")}, {}, {}, REPO)
     summary: dict = {"slo_ms": a.slo_ms, "delay_ms": a.delay_ms, "rule": a.rule}
-    mine = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {0})  # the server's processes inherit CPU 0 at launch
-    try:
-        server = build_server(settings, load_profile("all-minilm-l6-v2"))
-        info = server.__enter__()
-    finally:
-        os.sched_setaffinity(0, mine - {0} or mine)
-    runs = [("baseline", "none", "--benchmark-json=base.json")]
+    runs = [("baseline", "none", "base.json")]  # name, fault, JSON; all but the first gated
     for k in range(1, a.repeats + 1):
         tag = "" if k == 1 else f"_{k}"
-        runs += [(f"same_server{tag}", "none", "--embedgate-perf-baseline=base.json",
-                  f"--benchmark-json=same{tag}.json"),
-                 (f"delayed{tag}", "delay", "--embedgate-perf-baseline=base.json",
-                  f"--benchmark-json=delayed{tag}.json")]
-    try:
-        for name, fault, *extra in runs:
+        runs += [(f"same_server{tag}", "none", f"same{tag}.json"),
+                 (f"delayed{tag}", "delay", f"delayed{tag}.json")]
+    client_cpus = os.sched_getaffinity(0) - {0} or os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {0})  # the server's processes inherit CPU 0 at launch
+    with build_server(settings, load_profile("all-minilm-l6-v2")) as info:
+        os.sched_setaffinity(0, client_cpus)  # this process, the proxy threads and pytest runs
+        for name, fault, json_name in runs:
             params = {"ms": a.delay_ms} if fault == "delay" else {}
+            gated = () if json_name == "base.json" else ("--embedgate-perf-baseline=base.json",)
             with FaultProxy(info.base_url, fault, **params) as proxy:
-                code, out = capacity(a.out, proxy.url, a.slo_ms, a.rule, *load, *extra)
-            (a.out / f"{name}.log").write_text(out)
-            summary[name] = {"exit": code,
-                             "gate": [ln for ln in out.splitlines() if "perf gate" in ln
+                done = capacity(a.out, proxy.url, a.slo_ms, a.rule, *load, *gated,
+                                f"--benchmark-json={json_name}")
+            (a.out / f"{name}.log").write_text(done.stdout)
+            summary[name] = {"exit": done.returncode,
+                             "gate": [ln for ln in done.stdout.splitlines() if "perf gate" in ln
                                       or "max_rate_rps" in ln or "max sustainable" in ln]}
-            print(name, code, *summary[name]["gate"], sep="\n  ", flush=True)
-    finally:
-        server.__exit__(None, None, None)
+            print(name, done.returncode, *summary[name]["gate"], sep="\n  ", flush=True)
     base = figures(a.out / "base.json")
     summary["baseline_figures"] = {k: base.get(k) for k in (
         "max_rate_rps_round_median", "max_rate_rps_rounds", "max_rate_rps_round_spread_pct",
@@ -129,8 +123,8 @@ def main() -> int:
                                  for p in base.get("load_curve", [])]
     summary["predicted_delayed_max_rate_rps"] = predicted_max_rate(base.get("load_curve", []),
                                                                    a.slo_ms, a.delay_ms)
-    for name, *_ in runs[1:]:
-        path = a.out / f"{name.replace('_server', '')}.json"
+    for name, _, json_name in runs[1:]:
+        path = a.out / json_name
         if path.is_file():
             f = figures(path)
             summary[f"{name}_max_rate_rps_round_median"] = f.get("max_rate_rps_round_median")
@@ -138,7 +132,7 @@ def main() -> int:
     (a.out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))
     ok = summary["baseline"]["exit"] == 0 and all(
-        summary[name]["exit"] == (1 if fault == "delay" else 0) for name, fault, *_ in runs[1:])
+        summary[name]["exit"] == (1 if fault == "delay" else 0) for name, fault, _ in runs[1:])
     print("as expected" if ok else "NOT as expected: see the logs in", a.out)
     return 0 if ok else 1
 

@@ -165,24 +165,16 @@ def catching_files(fault: str) -> tuple[str, ...]:
 
 
 @needs_hf
+@pytest.mark.parametrize("scope", ["catching_files",
+                                   pytest.param("whole_suite", marks=pytest.mark.long)])
 @pytest.mark.parametrize("fault", sorted(CAUGHT_BY))
-def test_api_suite_catches_fault(upstream, pytester, monkeypatch, fault):
-    """The catching checks' files only, so each of the faults costs one short suite run."""
+def test_api_suite_catches_fault(upstream, pytester, monkeypatch, fault, scope):
+    """In CI the catching checks' files only, so each fault costs one short suite run; in the
+    long tier the whole suite, as a user runs it, every other check alongside."""
     info, cache_dir = upstream
+    files = catching_files(fault) if scope == "catching_files" else ()
     with FaultProxy(info.base_url, fault) as proxy:
-        run = run_suite(pytester, monkeypatch, proxy.url, cache_dir, files=catching_files(fault))
-        applied = proxy.state.applied
-    check_caught(run, fault, applied)
-
-
-@needs_hf
-@pytest.mark.long
-@pytest.mark.parametrize("fault", sorted(CAUGHT_BY))
-def test_whole_api_suite_catches_fault(upstream, pytester, monkeypatch, fault):
-    """The whole suite under each fault: what a user runs, every other check alongside."""
-    info, cache_dir = upstream
-    with FaultProxy(info.base_url, fault) as proxy:
-        run = run_suite(pytester, monkeypatch, proxy.url, cache_dir)
+        run = run_suite(pytester, monkeypatch, proxy.url, cache_dir, files=files)
         applied = proxy.state.applied
     check_caught(run, fault, applied)
 

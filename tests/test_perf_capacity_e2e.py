@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -38,12 +38,10 @@ pytestmark = pytest.mark.skipif(
     reason="needs pytest-benchmark")
 
 
-def capacity_run(cwd: Path, url: str, *extra: str) -> SimpleNamespace:
-    code, stdout = GATE.capacity(cwd, url, 150, "capacity/*:max_rate_rps:-25%",
-                                 "--embedgate-startup-timeout", "30",
-                                 "--embedgate-perf-point-s", "0.5",
-                                 "--embedgate-perf-metrics", "off", *extra, timeout_s=300)
-    return SimpleNamespace(returncode=code, stdout=stdout)
+def capacity_run(cwd: Path, url: str, *extra: str) -> subprocess.CompletedProcess:
+    return GATE.capacity(cwd, url, 150, "capacity/*:max_rate_rps:-25%",
+                         "--embedgate-startup-timeout", "30", "--embedgate-perf-point-s", "0.5",
+                         "--embedgate-perf-metrics", "off", *extra, timeout_s=300)
 
 
 def test_the_delays_expected_max_rate_is_the_highest_rate_that_still_holds_with_it():

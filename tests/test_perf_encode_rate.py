@@ -14,9 +14,10 @@ import pytest
 
 from embedgate.perf import encode_rate
 
-from embedgate.perf.encode_rate import (TimingTransport, client_defaults, compare, paused,
+from embedgate.perf.encode_rate import (TimingTransport, compare, paused,
                                         timed_kit_client)
 from embedgate.perf.overhead import trivial_server
+from embedgate.serve.client import DEFAULT_BATCH_SIZE
 from tests.test_perf_runner import FakeBenchmark
 
 
@@ -151,7 +152,7 @@ def test_timing_transport_times_each_request_to_its_last_byte():
         with client:
             out = client.embed([f"text {i}" for i in range(70)])
     assert out.shape == (70, 2)
-    batches = -(-70 // client_defaults()["batch_size"])
+    batches = -(-70 // DEFAULT_BATCH_SIZE)
     assert len(transport.latencies_s) == batches and all(t > 0 for t in transport.latencies_s)
 
 

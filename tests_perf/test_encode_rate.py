@@ -40,9 +40,8 @@ def test_encode_rate_keeps_up_with_in_process_sentence_transformers(
     finally:
         memory = sampler.stop()
     figures.update(scenario="encode_rate", group="encode_rate", **about, **memory,
-                   **perf_session.common(), **{f"kit_{k}": v for k, v in (
-                       encode_rate.client_defaults() | encode_client_args(embedgate_settings)
-                   ).items()})
+                   **perf_session.common(), kit_batch_size=client.batch_size,
+                   kit_concurrency=client.concurrency, kit_encoding_format=client.encoding_format)
     benchmark.extra_info.update(figures)
     perf_record("encode_rate", figures)
     assert missing_figures(figures) == []

@@ -11,7 +11,6 @@ wrapped around httpx's own, so the scenario has real request percentiles too.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import itertools
 import os
 import signal
@@ -23,7 +22,7 @@ import httpx
 import numpy as np
 import psutil
 
-from embedgate.serve.client import EmbeddingClient
+from embedgate.serve.client import DEFAULT_CONCURRENCY, EmbeddingClient
 from embedgate.perf.stats import latency_figures, median, round_figures, spread_pct
 
 Encode = Callable[[Sequence[str]], np.ndarray]
@@ -61,18 +60,11 @@ class TimingTransport(httpx.BaseTransport):
         self.inner.close()
 
 
-def client_defaults() -> dict[str, Any]:
-    """EmbeddingClient's default batch size, concurrency and encoding: what a user of the kit
-    (and every quality run) gets."""
-    params = inspect.signature(EmbeddingClient).parameters
-    return {k: params[k].default for k in ("batch_size", "concurrency", "encoding_format")}
-
-
 def timed_kit_client(base_url: str, model: str, *, api_key: str | None,
                      **client_args: Any) -> tuple[EmbeddingClient, TimingTransport]:
     """An EmbeddingClient with its defaults (or `client_args`, as a quality run passes them),
     whose requests are timed."""
-    concurrency = client_args.get("concurrency", client_defaults()["concurrency"])
+    concurrency = client_args.get("concurrency", DEFAULT_CONCURRENCY)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     transport = TimingTransport(httpx.HTTPTransport(limits=limits))
     return EmbeddingClient(base_url, model, api_key=api_key, transport=transport,
